@@ -1,0 +1,3 @@
+"""pixpipe: uploaded photos to web-ready variants."""
+
+from __future__ import annotations

@@ -1,0 +1,143 @@
+"""Settings: ``pixpipe.toml`` (working dir or ``--config``), then ``PIXPIPE_*`` variables.
+
+Every key can be set from the environment as ``PIXPIPE_`` + its path in capitals joined by
+``__`` (``PIXPIPE_STORES__ORIGINALS=s3://uploads``). ``[[variants]]`` replaces the default
+recipe.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .recipe import DEFAULT_RECIPE, Recipe, RecipeError
+
+CONFIG_FILE = "pixpipe.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Input limits, checked from the header before any pixel is decoded."""
+
+    max_input_bytes: int = 200 * 1024 * 1024
+    # sharp's default (0x3FFF²): a 268-megapixel original still loads, a bomb does not.
+    max_input_pixels: int = 268_402_689
+    max_frames: int = 500
+    # Wall-clock budget for one original; a hostile file that slips past the header checks
+    # is stopped by libvips' kill flag, and `pixpipe process` kills the worker process after it.
+    max_seconds: float = 60.0
+    transform_concurrency: int = 4
+
+
+class LimitsModel(BaseModel):
+    max_input_bytes: int = Field(Limits.max_input_bytes, gt=0)
+    max_input_pixels: int = Field(Limits.max_input_pixels, gt=0)
+    max_frames: int = Field(Limits.max_frames, gt=0)
+    max_seconds: float = Field(Limits.max_seconds, gt=0)
+    transform_concurrency: int = Field(Limits.transform_concurrency, gt=0)
+
+    def frozen(self) -> Limits:
+        return Limits(**self.model_dump())
+
+
+class StoresModel(BaseModel):
+    originals: str | None = None
+    variants: str | None = None
+    backup: str | None = None
+    quarantine: str | None = None
+    cache: str | None = None
+
+
+class BusModel(BaseModel):
+    url: str = "embedded"
+
+
+class RetryModel(BaseModel):
+    attempts: int = Field(3, ge=1)
+    backoff_s: list[float] = Field(default_factory=lambda: [60.0, 120.0])
+
+
+def _split_csv(value: Any) -> Any:
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+class ApiModel(BaseModel):
+    keys: list[str] = Field(default_factory=list)
+    signing_secret: str | None = None
+
+    _csv = field_validator("keys", mode="before")(_split_csv)
+
+
+class WebhookModel(BaseModel):
+    url: str
+    secret: str | None = None
+
+
+class Settings(BaseSettings):
+    """All of pixpipe's configuration, validated once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PIXPIPE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("./pixpipe-data")
+    stores: StoresModel = Field(default_factory=StoresModel)
+    bus: BusModel = Field(default_factory=BusModel)
+    limits: LimitsModel = Field(default_factory=LimitsModel)
+    retry: RetryModel = Field(default_factory=RetryModel)
+    api: ApiModel = Field(default_factory=ApiModel)
+    variants: list[dict[str, Any]] = Field(default_factory=list)
+    webhooks: list[WebhookModel] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file's content arrives as init arguments; the environment beats it.
+        return (env_settings, init_settings)
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.parse(self.variants) if self.variants else DEFAULT_RECIPE
+
+    def store_url(self, name: str) -> str:
+        """The URL of one of the five stores, defaulting to a folder under ``data_dir``."""
+        url = getattr(self.stores, name)
+        return url or f"file://{(self.data_dir / name).resolve()}"
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``config`` (or ``./pixpipe.toml`` if present) and the environment.
+
+    Raises ``RecipeError``/``ValueError`` with a pointed message on a bad file.
+    """
+    path = config or Path(CONFIG_FILE)
+    if config is not None and not config.is_file():
+        raise FileNotFoundError(f"config file {config} not found")
+    data = tomllib.loads(path.read_text("utf-8")) if path.is_file() else {}
+    settings = Settings(**data)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        settings = settings.model_copy(update=changes)  # the command line beats everything
+    settings.recipe  # noqa: B018 - validate the variants now, not on first use
+    return settings
+
+
+def api_keys_from_env(settings: Settings) -> list[str]:
+    """``PIXPIPE_API_KEYS`` (comma-separated, the contract's short form) joins ``api.keys``."""
+    extra = _split_csv(os.environ.get("PIXPIPE_API_KEYS", "")) or []
+    return [*settings.api.keys, *extra]
+
+
+__all__ = ["Limits", "RecipeError", "Settings", "api_keys_from_env", "load_settings"]

@@ -1,0 +1,244 @@
+"""The recipe: named variants, parsed once at the edge into frozen dataclasses.
+
+A variant comes from a TOML table (``[[variants]]``), a mapping, or the short spec syntax
+``NAME=WxH[,fit][,gravity][,format][,qN]`` (e.g. ``thumb=160x160,cover,attention,webp,q75``).
+Every error names the variant and the bad part.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+FITS = ("inside", "cover", "contain", "fill")
+GRAVITIES = (
+    "centre", "north", "south", "east", "west",
+    "northeast", "northwest", "southeast", "southwest",
+    "attention", "entropy",
+)  # fmt: skip
+FORMATS = ("jpeg", "webp", "avif", "png", "gif", "original")
+EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "avif": "avif", "png": "png", "gif": "gif"}
+_ALIASES = {"center": "centre", "jpg": "jpeg", "centre": "centre"}
+_COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SIZE = re.compile(r"^(\d*)x(\d*)$")
+MAX_SIDE = 16383  # the largest side JPEG and WebP can encode
+
+
+class RecipeError(ValueError):
+    """A variant or spec that cannot be used; the message points at the bad part."""
+
+
+def _norm(word: str) -> str:
+    word = word.strip().lower().replace("-", "").replace("_", "")
+    return _ALIASES.get(word, word)
+
+
+def parse_colour(value: Any) -> tuple[int, int, int]:
+    """``"#fff"``, ``"#ffffff"``, ``"white"`` or ``[r, g, b]`` → an RGB triple."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _COLOURS:
+            return _COLOURS[text]
+        hexa = text.removeprefix("#")
+        if re.fullmatch(r"[0-9a-f]{3}|[0-9a-f]{6}", hexa):
+            if len(hexa) == 3:
+                hexa = "".join(c * 2 for c in hexa)
+            return (int(hexa[0:2], 16), int(hexa[2:4], 16), int(hexa[4:6], 16))
+    elif isinstance(value, list | tuple) and len(value) == 3:
+        if all(isinstance(c, int) and 0 <= c <= 255 for c in value):
+            return (value[0], value[1], value[2])
+    raise ValueError(f'must be "#rrggbb", "white", "black" or [r, g, b] (got {value!r})')
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One named rendition of an original."""
+
+    name: str
+    width: int | None = None
+    height: int | None = None
+    fit: str = "inside"
+    gravity: str = "centre"
+    format: str = "jpeg"
+    quality: int = 80
+    progressive: bool = True
+    strip: bool = True
+    enlarge: bool = False
+    background: tuple[int, int, int] = (255, 255, 255)
+    lossless: bool = False
+
+    def __post_init__(self) -> None:
+        def bad(what: str) -> RecipeError:
+            return RecipeError(f'variant "{self.name}": {what}')
+
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise RecipeError(
+                f"variant name must be 1-64 letters, digits, '_', '-' or '.' (got {self.name!r})"
+            )
+        for side in ("width", "height"):
+            value = getattr(self, side)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SIDE
+            ):
+                raise bad(f"{side} must be a whole number from 1 to {MAX_SIDE} (got {value!r})")
+        if self.width is None and self.height is None:
+            raise bad("give a width, a height or both")
+        for attr, allowed in (("fit", FITS), ("gravity", GRAVITIES), ("format", FORMATS)):
+            value = getattr(self, attr)
+            if isinstance(value, str):
+                object.__setattr__(self, attr, _norm(value))
+            if getattr(self, attr) not in allowed:
+                raise bad(f"{attr} must be one of {', '.join(allowed)} (got {value!r})")
+        if self.fit != "inside" and (self.width is None or self.height is None):
+            raise bad(f"fit {self.fit} needs both width and height")
+        if not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
+            raise bad(f"quality must be from 1 to 100 (got {self.quality!r})")
+        for flag in ("progressive", "strip", "enlarge", "lossless"):
+            if not isinstance(getattr(self, flag), bool):
+                raise bad(f"{flag} must be true or false (got {getattr(self, flag)!r})")
+        try:
+            object.__setattr__(self, "background", parse_colour(self.background))
+        except ValueError as exc:
+            raise bad(f"background {exc}") from None
+
+    def extension(self, source_format: str = "jpeg") -> str:
+        """The file extension of this variant's output for an input of ``source_format``."""
+        return EXTENSIONS[self.output_format(source_format)]
+
+    def output_format(self, source_format: str = "jpeg") -> str:
+        """``original`` keeps web formats; other inputs (TIFF, HEIC, SVG, PDF) become JPEG."""
+        if self.format != "original":
+            return self.format
+        return source_format if source_format in EXTENSIONS else "jpeg"
+
+    def key_for(self, key: str, source_format: str = "jpeg") -> str:
+        """``{variant}/{key without extension}.{ext}`` (PRODUCT.md §2)."""
+        return f"{self.name}/{strip_extension(key)}.{self.extension(source_format)}"
+
+    def spec(self) -> str:
+        """The short spec that parses back to this variant (defaults left out)."""
+        size = f"{self.width or ''}x{self.height or ''}"
+        parts = [f"{self.name}={size}", self.fit, self.gravity, self.format, f"q{self.quality}"]
+        return ",".join(parts)
+
+
+def strip_extension(key: str) -> str:
+    """``users/42/IMG 0001.heic`` → ``users/42/IMG 0001`` (only the last segment's suffix)."""
+    head, _, last = key.rpartition("/")
+    stem = last.rsplit(".", 1)[0] if "." in last.lstrip(".") else last
+    return f"{head}/{stem}" if head else stem
+
+
+def parse_spec(spec: str) -> Variant:
+    """Parse ``NAME=WxH[,fit][,gravity][,format][,qN]``; the options may come in any order."""
+    name, sep, rest = spec.partition("=")
+    name = name.strip()
+    if not sep or not rest:
+        raise RecipeError(f"spec {spec!r}: expected NAME=WxH[,fit][,gravity][,format][,qN]")
+    size, *options = [part.strip() for part in rest.split(",")]
+    match = _SIZE.match(size.lower())
+    if not match:
+        raise RecipeError(f'variant "{name}": size must look like 800x600, 800x or x600 (got {size!r})')
+    width, height = (int(v) if v else None for v in match.groups())
+    values: dict[str, Any] = {"name": name, "width": width, "height": height}
+    for option in options:
+        word = _norm(option)
+        slot = (
+            "fit" if word in FITS
+            else "gravity" if word in GRAVITIES
+            else "format" if word in FORMATS
+            else "quality" if re.fullmatch(r"q\d{1,3}", word)
+            else None
+        )  # fmt: skip
+        if word in ("lossless", "enlarge"):
+            values[word] = True
+            continue
+        if slot is None:
+            raise RecipeError(
+                f'variant "{name}": unknown option {option!r} (expected a fit, a gravity, '
+                "a format, qN, lossless or enlarge)"
+            )
+        if slot in values:
+            raise RecipeError(f'variant "{name}": {slot} given twice ({option!r})')
+        values[slot] = int(word[1:]) if slot == "quality" else word
+    return Variant(**values)
+
+
+def variant_from_mapping(data: Mapping[str, Any]) -> Variant:
+    """A variant from a TOML table or JSON object, rejecting unknown keys by name."""
+    known = {f.name for f in fields(Variant)}
+    unknown = sorted(set(data) - known)
+    label = data.get("name", "?")
+    if unknown:
+        raise RecipeError(f'variant "{label}": unknown key(s) {", ".join(unknown)}')
+    if "name" not in data:
+        raise RecipeError("variant without a name")
+    return Variant(**dict(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """An ordered set of variants with unique names."""
+
+    variants: tuple[Variant, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise RecipeError("a recipe needs at least one variant")
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise RecipeError(f"variant names must be unique (repeated: {', '.join(dupes)})")
+
+    def __iter__(self) -> Iterator[Variant]:
+        return iter(self.variants)
+
+    def __len__(self) -> int:
+        return len(self.variants)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
+
+    def only(self, names: Iterable[str]) -> Recipe:
+        """The sub-recipe with just these variants (for backfills); unknown names are errors."""
+        wanted = list(names)
+        missing = sorted(set(wanted) - set(self.names))
+        if missing:
+            raise RecipeError(f"no variant named {', '.join(missing)} in the recipe")
+        return Recipe(tuple(v for v in self.variants if v.name in wanted))
+
+    @classmethod
+    def parse(cls, items: Iterable[str | Mapping[str, Any] | Variant]) -> Recipe:
+        """Build a recipe from specs, mappings or variants."""
+        out = []
+        for item in items:
+            if isinstance(item, Variant):
+                out.append(item)
+            elif isinstance(item, str):
+                out.append(parse_spec(item))
+            else:
+                out.append(variant_from_mapping(item))
+        return cls(tuple(out))
+
+    @classmethod
+    def default(cls) -> Recipe:
+        return DEFAULT_RECIPE
+
+    def with_defaults(self, **changes: Any) -> Recipe:
+        return Recipe(tuple(replace(v, **changes) for v in self.variants))
+
+
+DEFAULT_RECIPE = Recipe.parse(
+    [
+        "xl=2048x2048,inside",
+        "l=1280x1280,inside",
+        "m=800x800,inside",
+        "s=400x400,inside",
+        "sq-m=600x600,cover",
+        "sq-s=150x150,cover",
+    ]
+)
