@@ -35,12 +35,15 @@ class Limits:
     transform_concurrency: int = 4
 
 
+_LIMITS = Limits()
+
+
 class LimitsModel(BaseModel):
-    max_input_bytes: int = Field(Limits.max_input_bytes, gt=0)
-    max_input_pixels: int = Field(Limits.max_input_pixels, gt=0)
-    max_frames: int = Field(Limits.max_frames, gt=0)
-    max_seconds: float = Field(Limits.max_seconds, gt=0)
-    transform_concurrency: int = Field(Limits.transform_concurrency, gt=0)
+    max_input_bytes: int = Field(_LIMITS.max_input_bytes, gt=0)
+    max_input_pixels: int = Field(_LIMITS.max_input_pixels, gt=0)
+    max_frames: int = Field(_LIMITS.max_frames, gt=0)
+    max_seconds: float = Field(_LIMITS.max_seconds, gt=0)
+    transform_concurrency: int = Field(_LIMITS.transform_concurrency, gt=0)
 
     def frozen(self) -> Limits:
         return Limits(**self.model_dump())

@@ -1,0 +1,3 @@
+from pixpipe.cli import app
+
+app()

@@ -1,0 +1,33 @@
+"""Decode once, at the smallest size that serves every variant.
+
+libvips' ``thumbnail`` does the expensive part in one pass: shrink-on-load (JPEG DCT scaling,
+WebP and HEIF scaled decode, SVG rendered at size), EXIF auto-orientation and ICC import to
+sRGB. What it returns is held in memory and every variant derives from it.
+"""
+
+from __future__ import annotations
+
+import pyvips
+
+from ..errors import Kind, PixpipeError
+from .inspect import Source, _vips_message
+from .pdf import render_pdf
+from .steps import resize, to_srgb
+
+
+def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -> pyvips.Image:
+    """The upright, 8-bit sRGB original at exactly ``size`` per frame, computed into memory."""
+    try:
+        if source.format == "pdf":
+            image = resize(render_pdf(data, *size), size)
+        else:
+            loader = "fail_on=truncated,n=-1" if animated else "fail_on=truncated"
+            image = pyvips.Image.thumbnail_buffer(
+                data, size[0], height=size[1], size="force", export_profile="srgb",
+                option_string=loader,
+            )  # fmt: skip
+        return to_srgb(image).copy_memory()
+    except pyvips.Error as exc:
+        raise PixpipeError(
+            Kind.CORRUPT, f"{source.format} cannot be decoded: {_vips_message(exc)}"
+        ) from None

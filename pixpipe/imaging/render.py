@@ -1,0 +1,146 @@
+"""``render``: one original in, every variant out. Pure: bytes in, bytes out, no I/O.
+
+inspect (sniff, header, limits) → plan (geometry, base size) → decode once → per variant:
+derive from the smallest in-memory image that is still big enough → shape → flatten → encode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyvips
+
+from ..config import Limits
+from ..errors import Kind, PixpipeError
+from ..recipe import EXTENSIONS, Recipe, Variant
+from .decode import decode
+from .encode import ALPHA_FORMATS, MIME_TYPES, encode
+from .inspect import Source, _vips_message, inspect
+from .placeholder import placeholder
+from .plan import Geometry, base_size, geometry
+from .steps import flatten, resize, shape
+
+Strategy = Literal["once", "each"]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One encoded variant."""
+
+    name: str
+    format: str
+    width: int
+    height: int
+    data: bytes
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.format]
+
+    @property
+    def content_type(self) -> str:
+        return MIME_TYPES[self.format]
+
+    @property
+    def bytes(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Every variant of one original, with what the header said and a placeholder."""
+
+    source: Source
+    variants: tuple[Output, ...]
+    placeholder: str  # ThumbHash, base64
+    dominant: str  # "#rrggbb"
+
+    def __getitem__(self, name: str) -> Output:
+        return next(v for v in self.variants if v.name == name)
+
+
+def render(
+    data: bytes, recipe: Recipe, limits: Limits | None = None, strategy: Strategy = "once"
+) -> Rendered:
+    """Turn one original into every variant of ``recipe``.
+
+    ``strategy="once"`` decodes once at the size the largest variant needs and derives the
+    rest from memory; ``"each"`` decodes per variant (kept to measure against, see benchmarks).
+    Raises ``PixpipeError`` with a kind for every bad input.
+    """
+    source = inspect(data, limits or Limits())
+    plans = [(v, geometry(source.width, source.height, v)) for v in recipe]
+    try:
+        if strategy == "each":
+            outputs = {v.name: _render_each(data, source, v, g) for v, g in plans}
+            base = decode(data, source, _thumb_size(source), animated=False)
+        else:
+            size = base_size(source.width, source.height, [g for _, g in plans])
+            base = decode(data, source, size, animated=False)
+            outputs = _render_once(data, source, base, plans)
+        hashed, colour = placeholder(base)
+    except pyvips.Error as exc:
+        raise PixpipeError(Kind.CORRUPT, f"{source.format}: {_vips_message(exc)}") from None
+    ordered = tuple(outputs[v.name] for v in recipe)
+    return Rendered(source, ordered, hashed, colour)
+
+
+def _render_once(
+    data: bytes, source: Source, base: pyvips.Image, plans: list[tuple[Variant, Geometry]]
+) -> dict[str, Output]:
+    """Largest first, each variant resized from the smallest pooled image that covers it."""
+    pool = [base]
+    outputs = {}
+    for variant, geo in sorted(plans, key=lambda p: -(p[1].resize[0] * p[1].resize[1])):
+        if _animated(source, variant):
+            outputs[variant.name] = _render_each(data, source, variant, geo)
+            continue
+        width, height = geo.resize
+        src = min(
+            (p for p in pool if p.width >= width and p.height >= height),
+            key=lambda p: p.width * p.height,
+        )
+        resized = resize(src, geo.resize)
+        if resized is not src and variant.fit != "fill":
+            resized = resized.copy_memory()
+            pool.append(resized)
+        outputs[variant.name] = _finish(resized, source, variant, geo)
+    return outputs
+
+
+def _render_each(data: bytes, source: Source, variant: Variant, geo: Geometry) -> Output:
+    """One variant from its own decode (animated outputs, and the "each" strategy)."""
+    animated = _animated(source, variant)
+    image = decode(data, source, geo.resize, animated=animated)
+    if not animated:
+        return _finish(image, source, variant, geo)
+    page = image.get("page-height") if "page-height" in image.get_fields() else image.height
+    frames = [
+        shape(image.crop(0, top, image.width, page), geo, variant)
+        for top in range(0, image.height, page)
+    ]
+    joined = pyvips.Image.arrayjoin(frames, across=1).copy()
+    joined.set_type(pyvips.GValue.gint_type, "page-height", frames[0].height)
+    for name in ("delay", "loop"):
+        if name in image.get_fields():
+            joined.set_type(image.get_typeof(name), name, image.get(name))
+    fmt = variant.output_format(source.format)
+    return Output(variant.name, fmt, frames[0].width, frames[0].height, encode(joined, fmt, variant))
+
+
+def _finish(image: pyvips.Image, source: Source, variant: Variant, geo: Geometry) -> Output:
+    fmt = variant.output_format(source.format)
+    image = shape(image, geo, variant)
+    if fmt not in ALPHA_FORMATS:
+        image = flatten(image, variant.background)
+    return Output(variant.name, fmt, image.width, image.height, encode(image, fmt, variant))
+
+
+def _thumb_size(source: Source) -> tuple[int, int]:
+    scale = min(1.0, 32 / max(source.width, source.height))
+    return max(1, round(source.width * scale)), max(1, round(source.height * scale))
+
+
+def _animated(source: Source, variant: Variant) -> bool:
+    return source.frames > 1 and variant.output_format(source.format) in ("gif", "webp")
