@@ -68,7 +68,9 @@ class Report:
             "failed_by_kind": self.failed_by_kind,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 2),
-            "results": [{k: v for k, v in asdict(r).items() if v is not None} for r in self.results],
+            "results": [
+                {k: v for k, v in asdict(r).items() if v is not None} for r in self.results
+            ],
         }
 
 

@@ -104,7 +104,8 @@ def _print_summary(report: object) -> None:
     out = Console()
     for result in report.results:
         if result.status == "failed":
-            out.print(f"[red]failed[/red] {result.input}: [bold]{result.kind}[/bold] {result.message}")
+            out.print(f"[red]failed[/red] {result.input}: [bold]{result.kind}[/bold]", end=" ")
+            out.print(result.message, markup=False)
     table = Table(show_header=False, box=None)
     table.add_row("done", str(report.done))
     table.add_row("failed", str(report.failed))

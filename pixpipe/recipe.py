@@ -47,9 +47,10 @@ def parse_colour(value: Any) -> tuple[int, int, int]:
             if len(hexa) == 3:
                 hexa = "".join(c * 2 for c in hexa)
             return (int(hexa[0:2], 16), int(hexa[2:4], 16), int(hexa[4:6], 16))
-    elif isinstance(value, list | tuple) and len(value) == 3:
-        if all(isinstance(c, int) and 0 <= c <= 255 for c in value):
-            return (value[0], value[1], value[2])
+    elif isinstance(value, list | tuple) and len(value) == 3 and all(
+        isinstance(c, int) and 0 <= c <= 255 for c in value
+    ):
+        return (value[0], value[1], value[2])
     raise ValueError(f'must be "#rrggbb", "white", "black" or [r, g, b] (got {value!r})')
 
 
@@ -141,7 +142,9 @@ def parse_spec(spec: str) -> Variant:
     size, *options = [part.strip() for part in rest.split(",")]
     match = _SIZE.match(size.lower())
     if not match:
-        raise RecipeError(f'variant "{name}": size must look like 800x600, 800x or x600 (got {size!r})')
+        raise RecipeError(
+            f'variant "{name}": size must look like 800x600, 800x or x600 (got {size!r})'
+        )
     width, height = (int(v) if v else None for v in match.groups())
     values: dict[str, Any] = {"name": name, "width": width, "height": height}
     for option in options:

@@ -106,7 +106,8 @@ def load_header(data: bytes, fmt: str) -> pyvips.Image:
     try:
         return pyvips.Operation.call(LOADERS[fmt], data, access="sequential", fail_on="truncated")
     except pyvips.Error as exc:
-        raise PixpipeError(Kind.CORRUPT, f"{fmt} header cannot be read: {_vips_message(exc)}")
+        message = f"{fmt} header cannot be read: {_vips_message(exc)}"
+        raise PixpipeError(Kind.CORRUPT, message) from None
 
 
 def inspect(data: bytes, limits: Limits) -> Source:

@@ -126,7 +126,8 @@ def _render_each(data: bytes, source: Source, variant: Variant, geo: Geometry) -
         if name in image.get_fields():
             joined.set_type(image.get_typeof(name), name, image.get(name))
     fmt = variant.output_format(source.format)
-    return Output(variant.name, fmt, frames[0].width, frames[0].height, encode(joined, fmt, variant))
+    data = encode(joined, fmt, variant)
+    return Output(variant.name, fmt, frames[0].width, frames[0].height, data)
 
 
 def _finish(image: pyvips.Image, source: Source, variant: Variant, geo: Geometry) -> Output:
