@@ -1,0 +1,408 @@
+"""Store URLs → obstore stores, plus pixpipe's key rules and a small async API.
+
+obstore already speaks local files, S3 (and MinIO, R2, Ceph), GCS, Azure and memory, so there
+are no per-backend classes here: ``open_store(url)`` builds the obstore store and ``Store``
+adds the key rules, error kinds and the few conveniences the pipeline needs.
+
+Atomic writes come from the backends themselves: obstore's local store writes to a staging
+file (``{key}#1``) and renames it into place, and an S3 PUT (or a multipart upload's final
+CompleteMultipartUpload) makes the whole object visible at once. Readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import obstore as obs
+from obstore.exceptions import BaseError as ObstoreError
+from obstore.store import LocalStore, MemoryStore, from_url
+
+from .errors import Kind, PixpipeError
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, ObjectStore, RetryConfig
+
+    from .config import Settings
+
+STORE_NAMES = ("originals", "variants", "backup", "quarantine", "cache")
+MAX_KEY_BYTES = 1024
+# Whole objects up to this size are copied in one request; larger ones stream in parts.
+_STREAM_THRESHOLD = 8 * 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# obstore's local store stages writes as `{name}#{n}` and refuses keys that look like that.
+_STAGING = re.compile(r"#\d+$")
+_MEMORY: dict[str, MemoryStore] = {}
+
+# Fail over in seconds, not minutes: JetStream redelivery is the real retry loop.
+DEFAULT_CLIENT_OPTIONS: ClientConfig = {
+    "connect_timeout": timedelta(seconds=5),
+    "timeout": timedelta(seconds=120),
+}
+DEFAULT_RETRY: RetryConfig = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=30),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5)},
+}
+
+
+class BadKey(ValueError):
+    """A key that breaks the key rules; a client error (4xx / CLI usage error)."""
+
+
+class BadStoreUrl(ValueError):
+    """A store URL that cannot be opened; the message says what to fix."""
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it follows the key rules (PRODUCT.md §2), else raise ``BadKey``."""
+    if not isinstance(key, str):
+        raise BadKey(f"key must be a string (got {type(key).__name__})")
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= MAX_KEY_BYTES:
+        raise BadKey(f"key must be 1-{MAX_KEY_BYTES} bytes of UTF-8 (got {size} bytes)")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadKey(f"key must be valid UTF-8 (got {key!r})") from None
+    if key.startswith("/"):
+        raise BadKey(f"key must not start with '/' (got {key!r})")
+    if "\\" in key:
+        raise BadKey(f"key must not contain a backslash (got {key!r})")
+    if match := _CONTROL.search(key):
+        raise BadKey(f"key must not contain control characters (got {match.group()!r} in {key!r})")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            what = "an empty" if not segment else f"a {segment!r}"
+            raise BadKey(f"key must not contain {what} path segment (got {key!r})")
+        if _STAGING.search(segment):
+            raise BadKey(f"key segments must not end in '#' + digits (got {key!r})")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What a store knows about one object (``content_type`` is ``None`` when unknown)."""
+
+    key: str
+    size: int
+    etag: str | None
+    last_modified: datetime
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A streaming read: the object's metadata, the byte range served, and the chunks."""
+
+    meta: Meta
+    range: tuple[int, int]  # [start, end) actually returned
+    chunks: AsyncIterator[bytes]
+
+
+def _error(exc: BaseException, what: str) -> PixpipeError:
+    """Map an obstore/OS failure to our kinds: gone → missing, anything else → transient."""
+    if isinstance(exc, FileNotFoundError):
+        return PixpipeError(Kind.MISSING, f"{what}: not found")
+    detail = str(exc).split("\n", 1)[0]
+    return PixpipeError(Kind.TRANSIENT, f"{what}: {type(exc).__name__}: {detail}")
+
+
+_MAPPED = (ObstoreError, OSError, TimeoutError)
+
+
+def _guess_type(key: str) -> str | None:
+    return mimetypes.guess_type(key, strict=False)[0]
+
+
+def _meta(raw: Any, key: str, content_type: str | None = None) -> Meta:
+    return Meta(key, raw["size"], raw["e_tag"], raw["last_modified"], content_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """One obstore store opened from a URL; keys are validated on every call."""
+
+    url: str
+    inner: ObjectStore
+
+    @property
+    def local_root(self) -> Path | None:
+        """The folder behind a ``file://`` store (for watching dropped files), else ``None``."""
+        return Path(self.inner.prefix) if isinstance(self.inner, LocalStore) else None
+
+    @property
+    def has_attributes(self) -> bool:
+        """Whether the backend keeps Content-Type/Cache-Control (all but local files)."""
+        return not isinstance(self.inner, LocalStore)
+
+    def _where(self, key: str) -> str:
+        return f"{self.url.rstrip('/')}/{key}"
+
+    async def get(self, key: str) -> bytes:
+        """The whole object; ``PixpipeError`` kind ``missing`` if there is none."""
+        validate_key(key)
+        try:
+            result = await obs.get_async(self.inner, key)
+            return bytes(await result.bytes_async())
+        except _MAPPED as exc:
+            raise _error(exc, f"get {self._where(key)}") from exc
+
+    async def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``; a range past the end returns what there is."""
+        validate_key(key)
+        try:
+            return bytes(await obs.get_range_async(self.inner, key, start=start, end=end))
+        except _MAPPED as exc:
+            raise _error(exc, f"get {self._where(key)} [{start}:{end}]") from exc
+
+    async def open(self, key: str, *, start: int | None = None, end: int | None = None) -> Download:
+        """Start a streaming read (whole object, or ``[start, end)``) for HTTP delivery."""
+        validate_key(key)
+        options: dict[str, Any] = {}
+        if start is not None:
+            options["range"] = (start, end) if end is not None else {"offset": start}
+        elif end is not None:
+            options["range"] = (0, end)
+        where = self._where(key)
+        try:
+            result = await obs.get_async(self.inner, key, options=options or None)  # type: ignore[arg-type]
+        except _MAPPED as exc:
+            raise _error(exc, f"get {where}") from exc
+        content_type = result.attributes.get("Content-Type") or _guess_type(key)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in result.stream(min_chunk_size=256 * 1024):
+                    yield bytes(chunk)
+            except _MAPPED as exc:
+                raise _error(exc, f"read {where}") from exc
+
+        return Download(_meta(result.meta, key, content_type), result.range, chunks())
+
+    async def head(self, key: str) -> Meta | None:
+        """The object's metadata, or ``None`` if there is none."""
+        validate_key(key)
+        try:
+            # A GET with `head` returns the attributes (Content-Type), a plain HEAD does not.
+            result = await obs.get_async(self.inner, key, options={"head": True})
+        except FileNotFoundError:
+            return None
+        except _MAPPED as exc:
+            raise _error(exc, f"head {self._where(key)}") from exc
+        content_type = result.attributes.get("Content-Type") or _guess_type(key)
+        return _meta(result.meta, key, content_type)
+
+    async def exists(self, key: str) -> bool:
+        """Whether there is an object at ``key``."""
+        return await self.head(key) is not None
+
+    async def put(
+        self,
+        key: str,
+        data: bytes | memoryview | AsyncIterator[bytes],
+        *,
+        content_type: str | None = None,
+        cache_control: str | None = None,
+    ) -> str | None:
+        """Write an object atomically (readers see the old one or the new one); return its etag.
+
+        ``content_type`` defaults to a guess from the key's extension; both it and
+        ``cache_control`` are kept as object metadata where the backend has any (not local).
+        """
+        validate_key(key)
+        attributes: dict[str, str] = {}
+        if self.has_attributes:
+            if content_type := content_type or _guess_type(key):
+                attributes["Content-Type"] = content_type
+            if cache_control:
+                attributes["Cache-Control"] = cache_control
+        try:
+            result = await obs.put_async(
+                self.inner,
+                key,
+                data,
+                attributes=attributes or None,  # type: ignore[arg-type]
+            )
+        except _MAPPED as exc:
+            raise _error(exc, f"put {self._where(key)}") from exc
+        return result["e_tag"]
+
+    async def delete(self, key: str) -> None:
+        """Delete an object; deleting one that is not there is not an error."""
+        validate_key(key)
+        try:
+            await obs.delete_async(self.inner, key)
+        except FileNotFoundError:
+            pass
+        except _MAPPED as exc:
+            raise _error(exc, f"delete {self._where(key)}") from exc
+
+    async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[Meta]]:
+        """Pages of up to ``page_size`` objects whose key starts with ``prefix`` (a plain string
+        prefix, as on S3: ``users/4`` matches ``users/42/a.jpg``). Nothing is loaded at once."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1 (got {page_size})")
+        # obstore matches whole path segments only, so list the enclosing folder and filter.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        stream = obs.list(self.inner, folder or None, chunk_size=page_size)
+        page: list[Meta] = []
+        try:
+            async for chunk in stream:
+                for raw in chunk:
+                    if raw["path"].startswith(prefix):
+                        page.append(_meta(raw, raw["path"]))
+                while len(page) >= page_size:
+                    yield page[:page_size]
+                    page = page[page_size:]
+        except _MAPPED as exc:
+            raise _error(exc, f"list {self._where(prefix)}") from exc
+        if page:
+            yield page
+
+    async def copy_to(self, other: Store, key: str, dest_key: str | None = None) -> str | None:
+        """Copy one object into another store (backup, quarantine), streaming big ones.
+
+        Keeps Content-Type and Cache-Control; returns the new etag.
+        """
+        dest_key = validate_key(dest_key or key)
+        validate_key(key)
+        where = self._where(key)
+        try:
+            result = await obs.get_async(self.inner, key)
+        except _MAPPED as exc:
+            raise _error(exc, f"copy {where}") from exc
+        attributes = result.attributes
+        data: bytes | AsyncIterator[bytes]
+        if result.meta["size"] <= _STREAM_THRESHOLD:
+            try:
+                data = bytes(await result.bytes_async())
+            except _MAPPED as exc:
+                raise _error(exc, f"copy {where}") from exc
+        else:
+            data = _reading(result.stream(), where)
+        return await other.put(
+            dest_key,
+            data,
+            content_type=attributes.get("Content-Type"),
+            cache_control=attributes.get("Cache-Control"),
+        )
+
+
+async def _reading(stream: AsyncIterator[Any], where: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            yield bytes(chunk)
+    except _MAPPED as exc:
+        raise _error(exc, f"read {where}") from exc
+
+
+def _local(url: str) -> LocalStore:
+    rest = url.removeprefix("file://")
+    path = Path(rest).expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path  # file://./dir is relative to the working directory
+    path = path.resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadStoreUrl(f"store {url}: cannot create folder {path}: {exc}") from exc
+    return LocalStore(path, automatic_cleanup=True)
+
+
+def _s3_options(endpoint: str | None) -> dict[str, Any]:
+    """S3 settings from the usual ``AWS_*`` variables, read now (not at import)."""
+    env = os.environ
+    config: dict[str, Any] = {}
+    for var, name in (
+        ("AWS_ACCESS_KEY_ID", "access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+        ("AWS_SESSION_TOKEN", "session_token"),
+    ):
+        if env.get(var):
+            config[name] = env[var]
+    if region := env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"):
+        config["region"] = region
+    if endpoint:
+        config["endpoint"] = endpoint
+    return config
+
+
+def open_store(
+    url: str,
+    *,
+    client_options: ClientConfig | None = None,
+    retry_config: RetryConfig | None = None,
+) -> Store:
+    """Open a store URL: ``file:///abs``, ``file://./rel``, ``s3://bucket/prefix``,
+    ``gs://bucket/prefix``, ``az://container/prefix``, ``memory://name``.
+
+    ``memory://name`` is one store per name and process, so the API and a worker in one
+    process share it. S3 endpoint and credentials come from ``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION``.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "file":
+        return Store(url, _local(url))
+    if scheme == "memory":
+        return Store(url, _MEMORY.setdefault(url, MemoryStore()))
+    if scheme not in ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss"):
+        raise BadStoreUrl(
+            f"store URL must start with file://, s3://, gs://, az:// or memory:// (got {url!r})"
+        )
+    options: dict[str, Any] = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
+    config: dict[str, Any] = {}
+    if scheme.startswith("s3"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        config = _s3_options(endpoint)
+        if endpoint and endpoint.startswith("http://"):
+            options.setdefault("allow_http", True)  # MinIO / moto / Ceph on plain HTTP
+    try:
+        inner = from_url(
+            url,
+            config=config or None,  # type: ignore[arg-type]
+            client_options=options,  # type: ignore[arg-type]
+            retry_config=retry_config or DEFAULT_RETRY,
+        )
+    except (ObstoreError, ValueError) as exc:
+        raise BadStoreUrl(f"store {url}: {str(exc).splitlines()[0]}") from exc
+    return Store(url, inner)
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The five stores of a deployment."""
+
+    originals: Store
+    variants: Store
+    backup: Store
+    quarantine: Store
+    cache: Store
+
+    def __iter__(self) -> Iterator[Store]:
+        return iter((self.originals, self.variants, self.backup, self.quarantine, self.cache))
+
+
+def open_stores(settings: Settings, **options: Any) -> Stores:
+    """Open all five stores named in the settings (local folders under ``data_dir`` by default)."""
+    return Stores(**{name: open_store(settings.store_url(name), **options) for name in STORE_NAMES})
+
+
+__all__ = [
+    "STORE_NAMES",
+    "BadKey",
+    "BadStoreUrl",
+    "Download",
+    "Meta",
+    "Store",
+    "Stores",
+    "open_store",
+    "open_stores",
+    "validate_key",
+]
