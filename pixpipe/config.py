@@ -11,10 +11,10 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .recipe import DEFAULT_RECIPE, Recipe, RecipeError
 
@@ -71,7 +71,7 @@ def _split_csv(value: Any) -> Any:
 
 
 class ApiModel(BaseModel):
-    keys: list[str] = Field(default_factory=list)
+    keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "k1,k2" from the env
     signing_secret: str | None = None
 
     _csv = field_validator("keys", mode="before")(_split_csv)

@@ -51,7 +51,7 @@ def render_pdf(data: bytes, width: int, height: int) -> pyvips.Image:
         pw, ph = page.get_size()
         bitmap = page.render(
             scale=max(width / pw, height / ph), may_draw_forms=True, rev_byteorder=True,
-            fill_colour=(255, 255, 255, 0), prefer_bgrx=False,
+            fill_color=(255, 255, 255, 0), prefer_bgrx=False,
         )  # fmt: skip
         try:
             w, h, stride = bitmap.width, bitmap.height, bitmap.stride

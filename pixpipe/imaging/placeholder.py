@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 from collections import Counter
 
+import fast_thumbhash
 import pyvips
-import thumbhash
 
-_SIDE = 32  # ThumbHash keeps ≤7 DCT terms a side: 32 px is plenty and keeps Python work tiny
+_SIDE = 32  # ThumbHash keeps ≤7 DCT terms a side: 32 px is plenty
 
 
 def placeholder(image: pyvips.Image) -> tuple[str, str]:
@@ -18,7 +18,7 @@ def placeholder(image: pyvips.Image) -> tuple[str, str]:
     if small.bands == 3:
         small = small.bandjoin(255)
     rgba = bytes(small.write_to_memory())
-    hashed = thumbhash.rgba_to_thumb_hash(small.width, small.height, list(rgba))
+    hashed = fast_thumbhash.rgba_to_thumb_hash(small.width, small.height, rgba)
     return base64.b64encode(bytes(hashed)).decode("ascii"), dominant(rgba)
 
 
