@@ -1,0 +1,266 @@
+"""The store contract, run against every scheme we claim (file, memory, s3 via moto)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pixpipe.config import Settings
+from pixpipe.errors import Kind, PixpipeError
+from pixpipe.stores import (
+    BadKey,
+    BadStoreUrl,
+    Store,
+    open_store,
+    open_stores,
+    validate_key,
+)
+
+FAST = {"max_retries": 0, "retry_timeout": timedelta(seconds=2)}
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    return open_store(store_url, retry_config=FAST)  # type: ignore[arg-type]
+
+
+# --- key rules -----------------------------------------------------------------------------
+
+GOOD_KEYS = ["a", "users/42/IMG 0001.heic", "ü/日本 写真.png", "a+b%2B.jpg", "x" * 1024, "a#b"]
+BAD_KEYS = [
+    ("", "1-1024 bytes"),
+    ("é" * 513, "1-1024 bytes"),
+    ("/abs.jpg", "start with '/'"),
+    ("a/../b.jpg", "'..' path segment"),
+    ("./b.jpg", "'.' path segment"),
+    ("a//b.jpg", "empty path segment"),
+    ("dir/", "empty path segment"),
+    ("a\\b.jpg", "backslash"),
+    ("tab\there.jpg", "control characters"),
+    ("nul\x00.jpg", "control characters"),
+    ("photo.jpg#1", "'#' + digits"),
+    ("bad\udcff.jpg", "UTF-8"),
+]
+
+
+@pytest.mark.parametrize("key", GOOD_KEYS)
+def test_good_keys_pass(key: str) -> None:
+    assert validate_key(key) == key
+
+
+@pytest.mark.parametrize(("key", "message"), BAD_KEYS)
+def test_bad_keys_are_rejected_with_a_pointed_message(key: str, message: str) -> None:
+    with pytest.raises(BadKey, match=message.replace("+", r"\+")):
+        validate_key(key)
+    assert issubclass(BadKey, ValueError)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/y", "bucket/prefix", "http://example.com/x"])
+def test_unknown_schemes_are_rejected(url: str) -> None:
+    with pytest.raises(BadStoreUrl, match="store URL must start with"):
+        open_store(url)
+
+
+# --- the contract, on every scheme ---------------------------------------------------------
+
+
+async def test_put_get_head(store: Store) -> None:
+    key = "users/42/IMG 0001.jpg"
+    etag = await store.put(key, b"hello world", content_type="image/jpeg")
+    assert await store.get(key) == b"hello world"
+    meta = await store.head(key)
+    assert meta is not None
+    assert (meta.key, meta.size, meta.etag, meta.content_type) == (key, 11, etag, "image/jpeg")
+    assert meta.last_modified.tzinfo is not None
+    assert await store.exists(key)
+    assert await store.get_range(key, 6, 11) == b"world"
+
+
+async def test_overwrite_changes_the_etag(store: Store) -> None:
+    first = await store.put("k.jpg", b"one")
+    second = await store.put("k.jpg", b"two, longer")
+    assert first != second
+    assert await store.get("k.jpg") == b"two, longer"
+
+
+@pytest.mark.parametrize("key", ["users/42/IMG 0001.heic", "ü/日本 写真.png", "a+b%2B.jpg"])
+async def test_spaces_unicode_and_plus_survive_the_round_trip(store: Store, key: str) -> None:
+    await store.put(key, b"x")
+    assert await store.get(key) == b"x"
+    keys = [m.key async for page in store.list() for m in page]
+    assert keys == [key]
+
+
+async def test_missing_object_is_kind_missing(store: Store) -> None:
+    with pytest.raises(PixpipeError) as err:
+        await store.get("nope/none.jpg")
+    assert err.value.kind is Kind.MISSING
+    assert await store.head("nope/none.jpg") is None
+    assert not await store.exists("nope/none.jpg")
+    with pytest.raises(PixpipeError, match="missing"):
+        await store.open("nope/none.jpg")
+
+
+async def test_delete_is_idempotent(store: Store) -> None:
+    await store.put("a/b.jpg", b"x")
+    await store.delete("a/b.jpg")
+    await store.delete("a/b.jpg")
+    assert await store.head("a/b.jpg") is None
+
+
+async def test_bad_keys_never_reach_the_backend(store: Store) -> None:
+    for call in (store.get("../x"), store.put("/x", b""), store.head("a//b"), store.delete("")):
+        with pytest.raises(BadKey):
+            await call
+
+
+async def test_list_pages_of_seven_over_fifty_keys(store: Store) -> None:
+    await asyncio.gather(*(store.put(f"p/{i:02d}.jpg", b"x" * i) for i in range(50)))
+    await store.put("other/x.jpg", b"x")
+    pages = [page async for page in store.list("p/", page_size=7)]
+    assert [len(p) for p in pages] == [7] * 7 + [1]
+    listed = sorted(m.key for p in pages for m in p)
+    assert listed == [f"p/{i:02d}.jpg" for i in range(50)]
+    assert {m.size for p in pages for m in p} == set(range(50))
+
+
+async def test_list_prefix_is_a_plain_string_prefix(store: Store) -> None:
+    for key in ("users/42/a.jpg", "users/4/b.jpg", "users/5/c.jpg", "usersX.jpg"):
+        await store.put(key, b"x")
+
+    async def keys(prefix: str) -> list[str]:
+        return sorted([m.key async for page in store.list(prefix) for m in page])
+
+    assert await keys("users/4") == ["users/4/b.jpg", "users/42/a.jpg"]
+    assert await keys("users/") == ["users/4/b.jpg", "users/42/a.jpg", "users/5/c.jpg"]
+    assert len(await keys("")) == 4
+    assert await keys("none/") == []
+
+
+async def test_streaming_open_whole_and_range(store: Store) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB, several chunks
+    await store.put("big.bin", data, content_type="application/octet-stream")
+    whole = await store.open("big.bin")
+    assert whole.meta.size == len(data)
+    assert whole.range == (0, len(data))
+    assert b"".join([c async for c in whole.chunks]) == data
+    part = await store.open("big.bin", start=100, end=200)
+    assert part.range == (100, 200)
+    assert b"".join([c async for c in part.chunks]) == data[100:200]
+    tail = await store.open("big.bin", start=len(data) - 10)
+    assert b"".join([c async for c in tail.chunks]) == data[-10:]
+
+
+@pytest.mark.parametrize("size", [10, 9 * 1024 * 1024])  # one request / streamed in parts
+async def test_copy_to_another_store(store: Store, tmp_path: Path, size: int) -> None:
+    data = b"\xff\xd8" + b"j" * (size - 2)
+    await store.put("users/1/a b.jpg", data, content_type="image/jpeg", cache_control="no-cache")
+    backup = open_store(f"file://{tmp_path / 'backup'}")
+    await store.copy_to(backup, "users/1/a b.jpg")
+    assert await backup.get("users/1/a b.jpg") == data
+    assert (tmp_path / "backup" / "users" / "1" / "a b.jpg").stat().st_size == size
+    other = open_store(f"memory://copy-{id(store)}-{size}")
+    await store.copy_to(other, "users/1/a b.jpg", "q/users/1/a b.jpg")
+    meta = await other.head("q/users/1/a b.jpg")
+    assert meta is not None and meta.size == size and meta.content_type == "image/jpeg"
+
+
+async def test_copy_of_a_missing_object_is_kind_missing(store: Store) -> None:
+    with pytest.raises(PixpipeError) as err:
+        await store.copy_to(open_store("memory://copy-target"), "gone.jpg")
+    assert err.value.kind is Kind.MISSING
+
+
+async def test_content_type_defaults_from_the_extension(store: Store) -> None:
+    await store.put("a/photo.webp", b"x")
+    meta = await store.head("a/photo.webp")
+    assert meta is not None and meta.content_type == "image/webp"
+
+
+# --- per-backend behaviour -----------------------------------------------------------------
+
+
+async def test_s3_keeps_content_type_and_cache_control(aws_env: object) -> None:
+    from tests.conftest_services import MotoS3
+
+    assert isinstance(aws_env, MotoS3)
+    store = open_store(f"s3://{aws_env.bucket}/meta-test")
+    await store.put(
+        "v/IMG 1.jpg", b"x", content_type="image/jpeg", cache_control="public, max-age=9"
+    )
+    head = aws_env.client().head_object(Bucket=aws_env.bucket, Key="meta-test/v/IMG 1.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert head["CacheControl"] == "public, max-age=9"
+    download = await store.open("v/IMG 1.jpg")
+    assert download.meta.content_type == "image/jpeg"
+    assert b"".join([c async for c in download.chunks]) == b"x"
+
+
+async def test_s3_endpoint_down_is_transient_and_fails_fast(
+    aws_env: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once we leave: nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    store = open_store(
+        "s3://pixpipe-test/x",
+        client_options={"connect_timeout": timedelta(seconds=1)},
+        retry_config=FAST,  # type: ignore[arg-type]
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for call in (store.get("a.jpg"), store.put("a.jpg", b"x"), store.head("a.jpg")):
+        with pytest.raises(PixpipeError) as err:
+            await call
+        assert err.value.kind is Kind.TRANSIENT
+    with pytest.raises(PixpipeError, match="transient"):
+        [page async for page in store.list()]
+    assert loop.time() - started < 10
+
+
+async def test_local_put_is_atomic_for_readers(tmp_path: Path) -> None:
+    """obstore's local store writes `{key}#N` then renames: a reader sees old or new."""
+    store = open_store(f"file://{tmp_path}")
+    old, new = b"o" * (4 * 1024 * 1024), b"n" * (6 * 1024 * 1024)
+    await store.put("x.bin", old)
+    seen: set[int] = set()
+
+    async def read_while_writing() -> None:
+        for _ in range(30):
+            seen.add(len(await store.get("x.bin")))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(read_while_writing(), store.put("x.bin", new), read_while_writing())
+    assert seen <= {len(old), len(new)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]  # no staging leftovers
+
+
+def test_relative_file_url_is_made_absolute_and_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("file://./data/originals")
+    assert store.local_root == tmp_path / "data" / "originals"
+    assert store.local_root.is_dir()
+
+
+def test_same_memory_url_is_the_same_store() -> None:
+    assert open_store("memory://shared").inner is open_store("memory://shared").inner
+    assert open_store("memory://one").inner is not open_store("memory://two").inner
+
+
+def test_gcs_store_opens_without_network() -> None:
+    assert open_store("gs://bucket/prefix").url == "gs://bucket/prefix"
+
+
+def test_open_stores_defaults_to_folders_under_data_dir(tmp_path: Path) -> None:
+    stores = open_stores(Settings(data_dir=tmp_path, stores={"cache": "memory://cache-x"}))
+    assert stores.originals.local_root == tmp_path / "originals"
+    assert stores.quarantine.local_root == tmp_path / "quarantine"
+    assert stores.cache.url == "memory://cache-x"
+    assert len(list(stores)) == 5
