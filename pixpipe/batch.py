@@ -10,15 +10,14 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, TimeoutError, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pebble import ProcessExpired, ProcessPool
-
 from .config import Limits
 from .errors import Kind, PixpipeError
+from .pool import failure, init_process, start_pool, threads_per_process
 from .recipe import Recipe, strip_extension
 
 
@@ -91,14 +90,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(recipe: Recipe, limits: Limits, out: Path, threads: int) -> None:
-    os.environ["VIPS_CONCURRENCY"] = str(threads)
-    from . import imaging  # imported here: libvips starts in the worker, not the parent
-
-    imaging.render  # noqa: B018
-    import pyvips
-
-    pyvips.concurrency_set(threads)
-    pyvips.cache_set_max(0)  # every original is new: the operation cache only holds memory
+    init_process(threads)
     _STATE.update(recipe=recipe, limits=limits, out=out)
 
 
@@ -146,15 +138,9 @@ def _outcome(job: Job, future: Future[Result], limits: Limits) -> Result:
     """The job's result, or the failure of the process that ran it."""
     try:
         return future.result()
-    except TimeoutError:
-        message = f"took longer than {limits.max_seconds:g} s (worker stopped)"
-        return Result(str(job.path), "failed", kind=Kind.TOO_LARGE.value, message=message)
-    except ProcessExpired as exc:
-        message = f"the worker died decoding it (exit code {exc.exitcode})"
-        return Result(str(job.path), "failed", kind=Kind.CORRUPT.value, message=message)
-    except Exception as exc:  # a bug must cost one file, not the batch
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        return Result(str(job.path), "failed", kind=Kind.CORRUPT.value, message=message)
+    except Exception as exc:  # a stall, a crash or a bug costs one file, not the batch
+        error = failure(exc, limits)
+        return Result(str(job.path), "failed", kind=error.kind.value, message=error.message)
 
 
 def process(
@@ -166,16 +152,11 @@ def process(
     on_result: Callable[[Result], None] | None = None,
 ) -> Report:
     """Render every job into ``out`` with ``workers`` processes; results in input order."""
-    workers = max(1, workers or os.cpu_count() or 1)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    workers = min(max(1, workers or os.cpu_count() or 1), max(1, len(jobs)))
     started = time.perf_counter()
     results: list[Result | None] = [None] * len(jobs)
-    with ProcessPool(
-        max_workers=min(workers, max(1, len(jobs))),
-        max_tasks=500,
-        initializer=_init_worker,
-        initargs=(recipe, limits, out, threads),
-    ) as pool:
+    initargs = (recipe, limits, out, threads_per_process(workers))
+    with start_pool(workers, _init_worker, initargs) as pool:
         futures = {
             pool.schedule(_run_job, args=(job,), timeout=limits.max_seconds): i
             for i, job in enumerate(jobs)

@@ -1,0 +1,85 @@
+"""Rendering in worker processes (pebble): a crash or a stall costs one image, never the
+caller. Used by ``pixpipe process`` and by the pipeline's workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import TimeoutError
+from typing import Any
+
+from pebble import ProcessExpired, ProcessPool
+
+from .config import Limits
+from .errors import Kind, PixpipeError
+from .recipe import Recipe
+
+# Recycle a render process now and then: libvips and malloc arenas grow with odd inputs.
+MAX_TASKS_PER_PROCESS = 500
+
+
+def init_process(threads: int) -> None:
+    """Per-process libvips setup: thread count, no operation cache (every original is new)."""
+    os.environ["VIPS_CONCURRENCY"] = str(threads)
+    import pyvips
+
+    from . import imaging  # noqa: F401  - hardens libvips before the first image
+
+    pyvips.concurrency_set(threads)
+    pyvips.cache_set_max(0)
+
+
+def threads_per_process(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def start_pool(workers: int, initializer: Any = init_process, initargs: tuple[Any, ...] = ()):
+    """A pebble process pool whose processes run ``initializer(*initargs)`` first."""
+    return ProcessPool(
+        max_workers=workers, max_tasks=MAX_TASKS_PER_PROCESS,
+        initializer=initializer, initargs=initargs or (threads_per_process(workers),),
+    )  # fmt: skip
+
+
+def failure(exc: BaseException, limits: Limits) -> PixpipeError:
+    """The kind of failure a finished future reports."""
+    if isinstance(exc, PixpipeError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        message = f"took longer than {limits.max_seconds:g} s (worker stopped)"
+        return PixpipeError(Kind.TOO_LARGE, message)
+    if isinstance(exc, ProcessExpired):
+        # A render process died (killed, out of memory, a libvips crash): try again.
+        return PixpipeError(Kind.TRANSIENT, f"render process died (exit code {exc.exitcode})")
+    return PixpipeError(Kind.CORRUPT, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _render(data: bytes, recipe: Recipe, limits: Limits) -> Any:
+    from .imaging import render
+
+    return render(data, recipe, limits)
+
+
+class RenderPool:
+    """``await pool.render(data, recipe)`` in one of ``workers`` processes."""
+
+    def __init__(self, workers: int, limits: Limits) -> None:
+        self.workers = workers
+        self.limits = limits
+        self._pool = start_pool(workers)
+
+    async def render(self, data: bytes, recipe: Recipe) -> Any:
+        future = self._pool.schedule(
+            _render, args=(data, recipe, self.limits), timeout=self.limits.max_seconds
+        )
+        try:
+            return await asyncio.wrap_future(future)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+                raise
+            raise failure(exc, self.limits) from None
+
+    def close(self) -> None:
+        self._pool.stop()
+        self._pool.join(timeout=10)
