@@ -1,0 +1,214 @@
+"""The bus against a real nats-server: topology, dedup, fan-out, KV, dead letters, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.errors import TimeoutError as NatsTimeout
+
+from pixpipe.bus import (
+    CONSUMERS,
+    DEAD_STREAM,
+    KV_BUCKET,
+    STREAM,
+    DeadLetter,
+    EmbeddedServer,
+    connect,
+    consumer_config,
+    dead_letters,
+    decode,
+    ensure_topology,
+    fetch_dead_letter,
+    publish,
+    publish_event,
+    pull,
+    retry_delay,
+    server_urls,
+)
+from pixpipe.config import RetryModel
+from pixpipe.events import ObjectCreated
+
+FAST_RETRY = RetryModel(attempts=2, backoff_s=[0.2])
+
+
+async def drain(js: Any, durable: str, *, ack: bool = True, wait: float = 0.5) -> list[Any]:
+    """Every message the durable consumer hands out right now."""
+    sub = await pull(js, durable)
+    got: list[Any] = []
+    while True:
+        try:
+            msgs = await sub.fetch(10, timeout=wait)
+        except NatsTimeout:
+            break
+        for msg in msgs:
+            got.append(msg)
+            if ack:
+                await msg.ack()
+    await sub.unsubscribe()
+    return got
+
+
+def test_embedded_server_starts_and_stops(tmp_path: Path) -> None:
+    with EmbeddedServer(tmp_path) as server:
+        assert server.process is not None and server.process.poll() is None
+        assert server_urls("embedded", tmp_path) == [server.url]
+        process = server.process
+    assert process.poll() is not None
+    assert (tmp_path / "jetstream").is_dir()
+    with pytest.raises(ConnectionError, match="no embedded bus is running"):
+        server_urls("embedded", tmp_path)
+
+
+def test_server_urls_split_a_cluster_list() -> None:
+    assert server_urls("nats://h1:4222, h2:4222") == ["nats://h1:4222", "nats://h2:4222"]
+
+
+def test_a_taken_port_is_an_error_not_a_hang(tmp_path: Path, nats_server: EmbeddedServer) -> None:
+    with pytest.raises(RuntimeError, match="nats-server exited"):
+        EmbeddedServer(tmp_path, port=nats_server.port).start(timeout=5)
+
+
+async def test_topology_is_idempotent(js: tuple[Any, Any]) -> None:
+    _, jsc = js
+    await ensure_topology(jsc)
+    kv = await ensure_topology(jsc, RetryModel(attempts=5, backoff_s=[1, 2, 3]))
+    assert kv is not None
+    info = await jsc.stream_info(STREAM)
+    assert info.config.subjects == ["pixpipe.>"]
+    assert info.config.duplicate_window == 120
+    names = sorted(c.name for c in await jsc.consumers_info(STREAM))
+    assert names == sorted(CONSUMERS)
+    variants = await jsc.consumer_info(STREAM, "variants")
+    assert variants.config.max_deliver == 5  # updated in place on the second call
+    assert variants.config.backoff == [1, 2, 3]
+    assert (await jsc.stream_info(DEAD_STREAM)).config.name == DEAD_STREAM
+
+
+def test_consumer_config_trims_backoff_to_attempts() -> None:
+    config = consumer_config("variants", ["a"], RetryModel(attempts=2, backoff_s=[60, 120, 240]))
+    assert config.max_deliver == 2 and config.backoff == [60]
+    single = consumer_config("variants", ["a"], RetryModel(attempts=1, backoff_s=[60]))
+    assert single.backoff is None
+
+
+def test_retry_delay_follows_the_backoff_list() -> None:
+    retry = RetryModel(attempts=4, backoff_s=[60, 120])
+    assert [retry_delay(retry, n) for n in (1, 2, 3)] == [60, 120, 120]
+
+
+async def test_duplicate_msg_id_is_stored_once(js: tuple[Any, Any]) -> None:
+    _, jsc = js
+    await ensure_topology(jsc)
+    event = ObjectCreated(key="users/42/IMG 0001.jpg", size=10, etag='"abc"')
+    acks = [await publish_event(jsc, event) for _ in range(3)]
+    assert [a.duplicate for a in acks] == [None, True, True]
+    await publish(jsc, "pixpipe.object.created", {"key": "other"}, msg_id="other@1")
+    assert (await jsc.stream_info(STREAM)).state.messages == 2
+    got = await drain(jsc, "variants")
+    assert [decode(m)["key"] for m in got] == ["users/42/IMG 0001.jpg", "other"]
+    assert got[0].headers["Nats-Msg-Id"] == "users/42/IMG 0001.jpg@abc"
+
+
+async def test_each_consumer_sees_each_message_it_filters(js: tuple[Any, Any]) -> None:
+    _, jsc = js
+    await ensure_topology(jsc)
+    for i in range(3):
+        await publish(jsc, "pixpipe.object.created", {"key": f"k{i}"}, msg_id=f"k{i}")
+    await publish(jsc, "pixpipe.image.processed", {"key": "k0"})
+    await publish(jsc, "pixpipe.image.failed", {"key": "k1"})
+    await publish(jsc, "pixpipe.batch.done", {"id": "b"})
+    variants, backup, notify = await asyncio.gather(
+        drain(jsc, "variants"), drain(jsc, "backup"), drain(jsc, "notify")
+    )
+    assert [decode(m)["key"] for m in variants] == ["k0", "k1", "k2"]
+    assert [decode(m)["key"] for m in backup] == ["k0", "k1", "k2"]
+    assert [m.subject for m in notify] == [
+        "pixpipe.image.processed",
+        "pixpipe.image.failed",
+        "pixpipe.batch.done",
+    ]
+
+
+async def test_workers_on_one_durable_share_the_work(js: tuple[Any, Any]) -> None:
+    _, jsc = js
+    await ensure_topology(jsc)
+    for i in range(20):
+        await publish(jsc, "pixpipe.object.created", {"key": f"k{i}"}, msg_id=f"k{i}")
+    first, second = await pull(jsc, "variants"), await pull(jsc, "variants")
+    a, b = await first.fetch(10, timeout=2), await second.fetch(10, timeout=2)
+    keys = [decode(m)["key"] for m in a + b]
+    assert sorted(keys) == sorted(f"k{i}" for i in range(20))  # each once, none twice
+    for msg in a + b:
+        await msg.ack()
+
+
+async def test_kv_put_get(js: tuple[Any, Any]) -> None:
+    _, jsc = js
+    kv = await ensure_topology(jsc)
+    state = {"state": "done", "variants": {"m": "m/a b.jpg"}}
+    # KV keys allow only [-/_=.a-zA-Z0-9]: callers encode image keys (e.g. base64url).
+    await kv.put("dXNlcnMvNDIvSU1HIDAwMDEuanBn", json.dumps(state).encode())
+    entry = await kv.get("dXNlcnMvNDIvSU1HIDAwMDEuanBn")
+    assert json.loads(entry.value) == state
+    assert (await jsc.key_value(KV_BUCKET)).__class__ is kv.__class__
+
+
+async def test_max_deliveries_leaves_a_dead_letter_with_the_original(js: tuple[Any, Any]) -> None:
+    _, jsc = js
+    await ensure_topology(jsc, FAST_RETRY)
+    dead_sub = await dead_letters(jsc)
+    await publish(jsc, "pixpipe.object.created", {"key": "poison.jpg"}, msg_id="poison")
+    sub = await pull(jsc, "variants")
+    for attempt in (1, 2):
+        [msg] = await sub.fetch(1, timeout=5)
+        assert msg.metadata.num_delivered == attempt
+        await msg.nak()  # a transient failure, redelivered at once
+    with pytest.raises(NatsTimeout):
+        await sub.fetch(1, timeout=0.5)  # the server gave up after `attempts`
+
+    [advisory] = await dead_sub.fetch(1, timeout=5)
+    dead = DeadLetter.from_advisory(advisory.data)
+    assert (dead.consumer, dead.deliveries, dead.reason) == ("variants", 2, "max_deliveries")
+    subject, payload = await fetch_dead_letter(jsc, dead)
+    assert (subject, payload) == ("pixpipe.object.created", {"key": "poison.jpg"})
+    await advisory.ack()
+
+
+async def test_terminated_message_leaves_a_dead_letter(js: tuple[Any, Any]) -> None:
+    _, jsc = js
+    await ensure_topology(jsc, FAST_RETRY)
+    dead_sub = await dead_letters(jsc)
+    await publish(jsc, "pixpipe.object.created", {"key": "bad.jpg"}, msg_id="bad")
+    [msg] = await (await pull(jsc, "backup")).fetch(1, timeout=5)
+    await msg.term()
+    [advisory] = await dead_sub.fetch(1, timeout=5)
+    dead = DeadLetter.from_advisory(advisory.data)
+    assert (dead.consumer, dead.reason) == ("backup", "terminated")
+    assert (await fetch_dead_letter(jsc, dead))[1] == {"key": "bad.jpg"}
+
+
+async def test_messages_survive_a_server_crash(nats_server_private: EmbeddedServer) -> None:
+    server = nats_server_private
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    nc = await connect(server.url, reconnected_cb=on_reconnect)
+    try:
+        jsc = nc.jetstream()
+        await ensure_topology(jsc)
+        await publish(jsc, "pixpipe.object.created", {"key": "kept.jpg"}, msg_id="kept")
+        server.kill()
+        server.restart()
+        await asyncio.wait_for(reconnected.wait(), 10)  # the client reconnects by itself
+        sub = await pull(jsc, "variants")
+        [msg] = await sub.fetch(1, timeout=10)
+        assert decode(msg) == {"key": "kept.jpg"}
+        await msg.ack()
+    finally:
+        await nc.close()
