@@ -104,6 +104,7 @@ class EmbeddedServer:
     def __init__(self, data_dir: Path | str, port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.store_dir = self.data_dir / "jetstream"
+        self._auto_port = port is None
         self.port = port or _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -115,37 +116,47 @@ class EmbeddedServer:
     def log_file(self) -> Path:
         return self.data_dir / "nats-server.log"
 
-    def _logged_ready(self, offset: int) -> bool:
+    def _log_since(self, offset: int) -> bytes:
         try:
             with self.log_file.open("rb") as log:
                 log.seek(offset)
-                return b"Server is ready" in log.read()
+                return log.read()
         except FileNotFoundError:
-            return False
+            return b""
 
     def start(self, timeout: float = 10.0) -> EmbeddedServer:
         """Start the server and wait until it accepts connections."""
+        for _ in range(3):
+            if self._spawn(timeout) or not self._auto_port:
+                break
+            self.port = _free_port()  # another process took the port we picked: pick again
+        else:
+            raise RuntimeError(f"nats-server found no free port; see {self.log_file}")
+        (self.data_dir / URL_FILE).write_text(self.url + "\n")
+        return self
+
+    def _spawn(self, timeout: float) -> bool:
+        """Run nats-server; ``False`` if the port was taken (and we may pick another)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1"]
         args += ["-p", str(self.port), "-l", str(self.log_file)]
-        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout
         # Ready means *our* process logged it: a port that merely accepts may be someone else's.
-        while not (self._logged_ready(log_offset) and _accepts(self.port)):
+        while not (b"Server is ready" in self._log_since(offset) and _accepts(self.port)):
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"nats-server exited ({self.process.returncode}) on {self.url}; "
-                    f"see {self.log_file}"
-                )
+                self.process = None
+                if b"address already in use" in self._log_since(offset) and self._auto_port:
+                    return False
+                raise RuntimeError(f"nats-server exited on {self.url}; see {self.log_file}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"nats-server did not listen on {self.url} in {timeout}s")
             time.sleep(0.02)
-        (self.data_dir / URL_FILE).write_text(self.url + "\n")
-        return self
+        return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server cleanly (SIGTERM), killing it if it does not exit in time."""

@@ -135,7 +135,9 @@ class Store:
     @property
     def local_root(self) -> Path | None:
         """The folder behind a ``file://`` store (for watching dropped files), else ``None``."""
-        return Path(self.inner.prefix) if isinstance(self.inner, LocalStore) else None
+        if isinstance(self.inner, LocalStore) and self.inner.prefix is not None:
+            return Path(self.inner.prefix)
+        return None
 
     @property
     def has_attributes(self) -> bool:
@@ -228,7 +230,7 @@ class Store:
                 self.inner,
                 key,
                 data,
-                attributes=attributes or None,  # type: ignore[arg-type]
+                attributes=attributes or None,
             )
         except _MAPPED as exc:
             raise _error(exc, f"put {self._where(key)}") from exc
@@ -364,10 +366,10 @@ def open_store(
         if endpoint and endpoint.startswith("http://"):
             options.setdefault("allow_http", True)  # MinIO / moto / Ceph on plain HTTP
     try:
-        inner = from_url(
+        inner = from_url(  # type: ignore[call-overload]
             url,
-            config=config or None,  # type: ignore[arg-type]
-            client_options=options,  # type: ignore[arg-type]
+            config=config or None,
+            client_options=options,
             retry_config=retry_config or DEFAULT_RETRY,
         )
     except (ObstoreError, ValueError) as exc:

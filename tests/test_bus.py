@@ -212,3 +212,15 @@ async def test_messages_survive_a_server_crash(nats_server_private: EmbeddedServ
         await msg.ack()
     finally:
         await nc.close()
+
+
+def test_a_picked_port_taken_meanwhile_is_picked_again(
+    tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pixpipe.bus
+
+    ports = iter([nats_server.port])  # the first pick loses the race to another server
+    free = pixpipe.bus._free_port
+    monkeypatch.setattr(pixpipe.bus, "_free_port", lambda: next(ports, None) or free())
+    with EmbeddedServer(tmp_path) as server:
+        assert server.port != nats_server.port
