@@ -178,15 +178,8 @@ class Store:
         except _MAPPED as exc:
             raise _error(exc, f"get {where}") from exc
         content_type = result.attributes.get("Content-Type") or _guess_type(key)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in result.stream(min_chunk_size=256 * 1024):
-                    yield bytes(chunk)
-            except _MAPPED as exc:
-                raise _error(exc, f"read {where}") from exc
-
-        return Download(_meta(result.meta, key, content_type), result.range, chunks())
+        chunks = _reading(result.stream(min_chunk_size=256 * 1024), where)
+        return Download(_meta(result.meta, key, content_type), result.range, chunks)
 
     async def head(self, key: str) -> Meta | None:
         """The object's metadata, or ``None`` if there is none."""
