@@ -1,0 +1,1 @@
+"""HTTP: the API (``app.py``) and CDN-style delivery (``delivery.py``)."""

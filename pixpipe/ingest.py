@@ -1,0 +1,97 @@
+"""Ingest: every way an original arrives becomes one ``pixpipe.object.created`` event.
+
+From the upload endpoint, from files dropped into a local originals folder (watchfiles), and
+from S3/MinIO bucket notifications (on the NATS subject ``pixpipe.ingest.s3`` or at
+``POST /v1/events/s3``). Events carry ``Nats-Msg-Id`` = key@etag, so the same object
+announced twice (an upload also seen by the folder watcher) is processed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from watchfiles import Change, awatch
+
+from . import bus
+from .errors import Kind, PixpipeError
+from .events import ObjectCreated, parse_s3_notification
+from .service import Runtime, log
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+S3_SUBJECT = "pixpipe.ingest.s3"
+_TEMP = re.compile(r"#\d+$")  # obstore's local store writes to `name#N` and renames
+
+
+async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
+    """Mark the image pending (unless this very object is already known) and publish."""
+    state = await rt.states.get(event.key)
+    if state is None or state.get("etag") != event.etag:
+        await rt.states.set(event.key, "pending", etag=event.etag)
+    await bus.publish_event(rt.js, event)
+    return event
+
+
+async def announce(rt: Runtime, key: str) -> ObjectCreated:
+    """Publish ``object.created`` for an original already in the store."""
+    meta = await rt.stores.originals.head(key)
+    if meta is None:
+        raise PixpipeError(Kind.MISSING, f"{key} is not in the originals store")
+    event = ObjectCreated(
+        key=key, size=meta.size, etag=meta.etag, content_type=meta.content_type,
+        time=meta.last_modified,
+    )  # fmt: skip
+    return await publish_created(rt, event)
+
+
+async def ingest_s3(rt: Runtime, payload: Any) -> list[ObjectCreated]:
+    """An S3/MinIO/EventBridge notification (SNS/SQS-wrapped too) → published events."""
+    return [await publish_created(rt, event) for event in parse_s3_notification(payload)]
+
+
+def _dropped_key(root: Path, path: str) -> str | None:
+    rel = Path(path).relative_to(root)
+    if any(part.startswith(".") for part in rel.parts) or _TEMP.search(rel.name):
+        return None
+    return rel.as_posix() if Path(path).is_file() else None
+
+
+async def watch_folder(rt: Runtime, stop: asyncio.Event) -> None:
+    """Announce files dropped by hand into a local originals folder (and, at start, files
+    that arrived while nothing was watching)."""
+    root = rt.stores.originals.local_root
+    if root is None:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    await _announce_unknown(rt, root)
+    async for changes in awatch(root, stop_event=stop, recursive=True):
+        for change, path in changes:
+            key = _dropped_key(root, path) if change != Change.deleted else None
+            if key:
+                try:
+                    await announce(rt, key)
+                except Exception as exc:  # a file gone again, a bad key: log, keep watching
+                    log.warning("could not announce dropped file %s: %s", path, exc)
+
+
+async def _announce_unknown(rt: Runtime, root: Path) -> None:
+    async for page in rt.stores.originals.list():
+        for meta in page:
+            if _dropped_key(root, str(root / meta.key)) and await rt.states.get(meta.key) is None:
+                await announce(rt, meta.key)
+
+
+async def subscribe_s3(rt: Runtime) -> Any:
+    """Bucket notifications published on ``pixpipe.ingest.s3`` (MinIO's NATS target)."""
+
+    async def on_message(msg: Msg) -> None:
+        try:
+            await ingest_s3(rt, msg.data)
+        except Exception as exc:
+            log.warning("bad S3 notification on %s: %s", msg.subject, exc)
+
+    return await rt.nc.subscribe(S3_SUBJECT, queue="ingest", cb=on_message)
