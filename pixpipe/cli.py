@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,8 +19,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .config import load_settings
+from .config import Settings, load_settings
 from .recipe import Recipe, RecipeError
+
+if TYPE_CHECKING:
+    from .roles import Roles
 
 app = typer.Typer(
     help="pixpipe: uploaded photos to web-ready variants.",
@@ -114,3 +117,136 @@ def _print_summary(report: object) -> None:
     table.add_row("time", f"{report.seconds:.2f} s")
     table.add_row("rate", f"{report.images_per_s:.1f} images/s")
     out.print(table)
+
+
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded data lives.")]
+
+
+def _settings(config: Path | None, data_dir: Path | None = None) -> Settings:
+    try:
+        return load_settings(config, data_dir=data_dir)
+    except (RecipeError, ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _serve(settings: Settings, roles: Roles) -> None:
+    import asyncio
+    import logging
+
+    from .roles import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("pyvips", "watchfiles", "httpx", "nats"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    def ready(rt: object, url: str) -> None:
+        if not roles.api:
+            err.print(f"[green]worker ready[/green] ({roles.workers or 'one per core'} renderers)")
+            return
+        from .http.app import api_keys
+
+        key = api_keys(settings, create=True)[0]
+        err.print(f"[green]pixpipe is up[/green] at [bold]{url}[/bold]  (dashboard: {url}/)")
+        err.print(f"API key: [bold]{key}[/bold]")
+        err.print(
+            f'try: curl -H "Authorization: Bearer {key}" --data-binary @photo.jpg '
+            f'"{url}/v1/images?key=photo.jpg"'
+        )
+
+    asyncio.run(serve(settings, roles, on_ready=ready))
+
+
+HostOpt = Annotated[str, typer.Option("--host", help="Interface for the HTTP service.")]
+PortOpt = Annotated[int, typer.Option("--port", help="Port for the HTTP service.")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", help="Render processes (default: one per core).")
+]
+
+
+@app.command()
+def up(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000, workers: WorkersOpt = 0,
+) -> None:  # fmt: skip
+    """The whole system on one machine: bus, workers, backup, notifications, HTTP API."""
+    from .roles import Roles
+
+    _serve(_settings(config, data_dir), Roles(True, True, workers, host, port))
+
+
+@app.command()
+def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None, workers: WorkersOpt = 0) -> None:
+    """The worker role alone (variants, backup, notify), against a shared bus and stores."""
+    from .roles import Roles
+
+    _serve(_settings(config, data_dir), Roles(True, False, workers))
+
+
+@app.command()
+def api(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+) -> None:  # fmt: skip
+    """The HTTP role alone (uploads, state, delivery, ingest), against a shared bus."""
+    from .roles import Roles
+
+    _serve(_settings(config, data_dir), Roles(False, True, 0, host, port))
+
+
+def _with_runtime(settings: Settings, action: Any) -> Any:
+    import asyncio
+
+    from .service import runtime
+
+    async def run() -> Any:
+        async with runtime(settings) as rt:
+            return await action(rt)
+
+    try:
+        return asyncio.run(run())
+    except ConnectionError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def status(
+    key: Annotated[str, typer.Argument(help="The original's key.")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """Print the state of one image as JSON (exit 1 if unknown)."""
+
+    async def action(rt: Any) -> Any:
+        return await rt.states.get(key)
+
+    state = _with_runtime(_settings(config, data_dir), action)
+    if state is None:
+        raise fail(f"no image {key!r}", 1)
+    sys.stdout.write(json.dumps(state, indent=2) + "\n")
+
+
+@app.command()
+def failures(
+    retry: Annotated[str | None, typer.Option("--retry", help="Retry one failed key.")] = None,
+    retry_all: Annotated[bool, typer.Option("--retry-all", help="Retry every failure.")] = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """List failed images with their kind and message, or put them back in line."""
+    from .ingest import retry_failed
+
+    async def action(rt: Any) -> Any:
+        failed = await rt.states.failed()
+        keys = [s["key"] for s in failed] if retry_all else [retry] if retry else []
+        for one in keys:
+            await retry_failed(rt, one)
+        return failed, keys
+
+    failed, retried = _with_runtime(_settings(config, data_dir), action)
+    if retried:
+        Console().print(f"retrying {len(retried)}: {', '.join(retried)}")
+        return
+    table = Table("key", "kind", "message", "attempts")
+    for state in failed:
+        error = state.get("error", {})
+        attempts = str(state.get("attempts"))
+        table.add_row(state["key"], error.get("kind"), error.get("message"), attempts)
+    Console().print(table if failed else "no failures")

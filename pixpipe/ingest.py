@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from . import bus
 from .errors import Kind, PixpipeError
 from .events import ObjectCreated, parse_s3_notification
 from .service import Runtime, log
+from .worker import error_key
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -95,3 +97,30 @@ async def subscribe_s3(rt: Runtime) -> Any:
             log.warning("bad S3 notification on %s: %s", msg.subject, exc)
 
     return await rt.nc.subscribe(S3_SUBJECT, queue="ingest", cb=on_message)
+
+
+class NotFailed(ValueError):
+    """A retry asked for an image that is not in the failed state."""
+
+
+async def retry_failed(rt: Runtime, key: str) -> dict[str, Any]:
+    """Put a failed original back in line: out of quarantine if it is there, then a new
+    ``object.created`` (its own message id, so the bus does not drop it as a duplicate)."""
+    state = await rt.states.get(key)
+    if state is None or state["state"] != "failed":
+        raise NotFailed(f"{key!r} has not failed")
+    moved = await rt.stores.quarantine.exists(key)
+    if moved:
+        await rt.stores.quarantine.copy_to(rt.stores.originals, key)
+        await rt.stores.quarantine.delete(key)
+    await rt.stores.quarantine.delete(error_key(key))
+    meta = await rt.stores.originals.head(key)
+    if meta is None:
+        raise PixpipeError(Kind.MISSING, f"{key} is neither in quarantine nor in originals")
+    event = ObjectCreated(key=key, size=meta.size, etag=meta.etag, content_type=meta.content_type)
+    await rt.states.set(key, "pending", etag=event.etag)
+    # A moved-back original is a new object (new etag): its usual id also dedups the folder
+    # watcher's announcement. One that never left needs an id of its own to pass dedup.
+    msg_id = event.msg_id if moved else f"{event.msg_id}#retry-{secrets.token_hex(4)}"
+    await bus.publish(rt.js, event.subject, event.to_dict(), msg_id)
+    return {"key": key, "state": "pending"}

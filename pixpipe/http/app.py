@@ -11,15 +11,12 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import bus
 from ..config import Settings, api_keys_from_env
 from ..errors import Kind, PixpipeError
-from ..events import ObjectCreated
 from ..imaging.inspect import sniff
-from ..ingest import announce, ingest_s3
+from ..ingest import NotFailed, announce, ingest_s3, retry_failed
 from ..service import Runtime
 from ..stores import BadKey, validate_key
-from ..worker import error_key
 from .delivery import router as delivery_router
 
 STATUS = {
@@ -47,19 +44,23 @@ def api_keys(settings: Settings, create: bool = False) -> list[str]:
     return [path.read_text().strip()] if path.exists() else []
 
 
+_bearer = HTTPBearer(auto_error=False)
+
+
+def authorised(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Write endpoints: ``Authorization: Bearer <one of the API keys>``."""
+    keys = request.app.state.keys
+    if creds is None or not any(secrets.compare_digest(creds.credentials, k) for k in keys):
+        raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
+
+
 def create_app(rt: Runtime) -> FastAPI:
     """The app, bound to a connected runtime (its lifecycle is the caller's)."""
     app = FastAPI(title="pixpipe", version="0.1.0", summary="Images in, web-ready variants out.")
     app.state.rt = rt
-    keys = set(api_keys(rt.settings, create=True))
-    bearer = HTTPBearer(auto_error=False)
-
-    def authorised(
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        if creds is None or not any(secrets.compare_digest(creds.credentials, k) for k in keys):
-            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
-
+    app.state.keys = api_keys(rt.settings, create=True)
     auth = [Depends(authorised)]
 
     @app.exception_handler(PixpipeError)
@@ -105,7 +106,10 @@ def create_app(rt: Runtime) -> FastAPI:
 
     @app.post("/v1/failures/{key:path}/retry", status_code=202, dependencies=auth)
     async def retry_failure(key: str) -> dict[str, Any]:
-        return await retry(rt, validate_key(key))
+        try:
+            return await retry_failed(rt, validate_key(key))
+        except NotFailed as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.post("/v1/events/s3", status_code=202, dependencies=auth)
     async def s3_events(request: Request) -> dict[str, Any]:
@@ -174,24 +178,4 @@ def _public_state(state: dict[str, Any], base: str) -> dict[str, Any]:
     return out
 
 
-async def retry(rt: Runtime, key: str) -> dict[str, Any]:
-    """Put a failed original back in line: out of quarantine if it is there, then a new
-    ``object.created`` (its own message id, so the bus does not drop it as a duplicate)."""
-    state = await rt.states.get(key)
-    if state is None or state["state"] != "failed":
-        raise HTTPException(409, f"{key!r} has not failed")
-    if await rt.stores.quarantine.exists(key):
-        await rt.stores.quarantine.copy_to(rt.stores.originals, key)
-        await rt.stores.quarantine.delete(key)
-    await rt.stores.quarantine.delete(error_key(key))
-    meta = await rt.stores.originals.head(key)
-    if meta is None:
-        raise PixpipeError(Kind.MISSING, f"{key} is neither in quarantine nor in originals")
-    event = ObjectCreated(key=key, size=meta.size, etag=meta.etag, content_type=meta.content_type)
-    await rt.states.set(key, "pending", etag=event.etag)
-    nonce = secrets.token_hex(4)
-    await bus.publish(rt.js, event.subject, event.to_dict(), f"{event.msg_id}#retry-{nonce}")
-    return {"key": key, "state": "pending"}
-
-
-__all__ = ["api_keys", "create_app", "retry"]
+__all__ = ["api_keys", "create_app"]

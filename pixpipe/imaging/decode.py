@@ -21,10 +21,10 @@ def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -
         if source.format == "pdf":
             image = resize(render_pdf(data, *size), size)
         else:
-            loader = "fail_on=truncated,n=-1" if animated else "fail_on=truncated"
             image = pyvips.Image.thumbnail_buffer(
-                data, size[0], height=size[1], size="force", export_profile="srgb",
-                option_string=loader,
+                data, size[0], height=size[1], size="force", output_profile="srgb",
+                # fail_on must reach the loader: thumbnail's own fail_on does not stop it here.
+                option_string="fail_on=truncated,n=-1" if animated else "fail_on=truncated",
             )  # fmt: skip
         return to_srgb(image).copy_memory()
     except pyvips.Error as exc:

@@ -11,7 +11,6 @@ Pure arithmetic on sizes, no pixels: the sizes tests assert are decided here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..recipe import Variant
@@ -56,6 +55,11 @@ def geometry(width: int, height: int, variant: Variant) -> Geometry:
 
 
 def base_size(width: int, height: int, geometries: list[Geometry]) -> tuple[int, int]:
-    """The smallest upright decode, same aspect ratio, that every resize can derive from."""
+    """The smallest upright decode, same aspect ratio, that every resize can derive from.
+
+    Rounded like the largest variant's own resize, so that variant needs no second resample.
+    """
     scale = max(max(g.resize[0] / width, g.resize[1] / height) for g in geometries)
-    return max(1, math.ceil(width * scale - 1e-9)), max(1, math.ceil(height * scale - 1e-9))
+    base_w = max(round(width * scale), *(g.resize[0] for g in geometries))
+    base_h = max(round(height * scale), *(g.resize[1] for g in geometries))
+    return max(1, base_w), max(1, base_h)

@@ -1,0 +1,133 @@
+"""Running the roles: ``pixpipe up`` (everything on one machine), ``pixpipe worker`` and
+``pixpipe api`` (the same roles apart, against a shared ``nats://`` bus and shared stores).
+
+One asyncio process per role set. Pixels are rendered in a pool of processes (pebble
+replaces one that dies, and its image is retried); the embedded ``nats-server`` is restarted
+if it exits. SIGINT/SIGTERM set one stop event that every loop watches; unfinished messages
+stay unacknowledged in JetStream and are redelivered after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .backup import run_backup
+from .bus import EmbeddedServer
+from .config import Settings
+from .ingest import subscribe_s3, watch_folder
+from .notify import run_notify
+from .pool import RenderPool
+from .service import Runtime, log, runtime
+from .worker import Worker, run_dead_letters
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    worker: bool = True
+    api: bool = True
+    workers: int = 0  # render processes; 0 = one per core
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+async def serve(
+    settings: Settings,
+    roles: Roles,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Runtime, str], Awaitable[None] | None] | None = None,
+) -> None:
+    """Run ``roles`` until ``stop`` is set (or a signal arrives)."""
+    stop = stop or asyncio.Event()
+    _on_signals(stop)
+    server = None
+    if settings.bus.url.strip() == "embedded" and roles.worker and roles.api:
+        server = await asyncio.to_thread(EmbeddedServer(settings.data_dir).start)
+    try:
+        async with runtime(settings) as rt:
+            tasks = [asyncio.create_task(c) for c in _role_tasks(rt, roles, stop)]
+            if server is not None:
+                tasks.append(asyncio.create_task(_keep_alive(server, stop)))
+            url = f"http://{roles.host}:{roles.port}"
+            if on_ready is not None:
+                maybe = on_ready(rt, url)
+                if maybe is not None:
+                    await maybe
+            await _until_stopped(tasks, stop)
+    finally:
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+
+
+def _role_tasks(rt: Runtime, roles: Roles, stop: asyncio.Event) -> list[Awaitable[None]]:
+    tasks: list[Awaitable[None]] = []
+    if roles.worker:
+        workers = roles.workers or os.cpu_count() or 1
+        tasks += [
+            _run_worker(rt, workers, stop), run_backup(rt, stop), run_notify(rt, stop),
+            run_dead_letters(rt, stop),
+        ]  # fmt: skip
+    if roles.api:
+        tasks += [_run_api(rt, roles, stop), watch_folder(rt, stop)]
+    return tasks
+
+
+async def _run_worker(rt: Runtime, workers: int, stop: asyncio.Event) -> None:
+    pool = RenderPool(workers, rt.settings.limits.frozen())
+    try:
+        await Worker(rt, pool).run(stop)
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+async def _run_api(rt: Runtime, roles: Roles, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    from .http.app import create_app
+
+    config = uvicorn.Config(
+        create_app(rt), host=roles.host, port=roles.port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    subscription = await subscribe_s3(rt)
+    serving = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await serving
+    with contextlib.suppress(Exception):
+        await subscription.unsubscribe()
+
+
+async def _keep_alive(server: EmbeddedServer, stop: asyncio.Event) -> None:
+    """Restart the embedded ``nats-server`` if it dies; clients reconnect by themselves."""
+    while not stop.is_set():
+        await asyncio.sleep(1.0)
+        if server.process is not None and server.process.poll() is not None and not stop.is_set():
+            log.warning("embedded nats-server exited (%s); restarting", server.process.returncode)
+            await asyncio.to_thread(server.start)
+
+
+async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Wait for ``stop``; a role that crashes stops everything (and is logged)."""
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not waiter and task.exception():
+            log.error("a role stopped: %r", task.exception())
+    stop.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.debug("role ended with %r", result)
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
