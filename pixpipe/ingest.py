@@ -19,8 +19,8 @@ from watchfiles import Change, awatch
 from . import bus
 from .errors import Kind, PixpipeError
 from .events import ObjectCreated, parse_s3_notification
+from .results import error_key
 from .service import Runtime, log
-from .worker import error_key
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg

@@ -24,6 +24,7 @@ from . import bus
 from .config import Settings
 from .errors import Kind, PixpipeError
 from .recipe import Recipe
+from .results import JSON
 from .state import States
 from .stores import Stores, open_stores
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
 log = logging.getLogger("pixpipe")
-JSON = "application/json"
 
 Handler = Callable[["Msg"], Awaitable[None]]
 GiveUp = Callable[["Msg", PixpipeError, int], Awaitable[None]]

@@ -14,32 +14,25 @@ import hashlib
 import json
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import bus
 from .errors import Kind, PixpipeError
-from .events import ImageFailed, ImageProcessed, ObjectCreated, VariantInfo
+from .events import ImageFailed, ImageProcessed, ObjectCreated
 from .pool import RenderPool
 from .recipe import Recipe
-from .service import JSON, Runtime, consume, heartbeat, keep_dead_letter, log
+from .results import quarantine, store_variants
+from .service import Runtime, consume, heartbeat, keep_dead_letter, log
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from .imaging import Rendered
 
-CACHE_CONTROL = "public, max-age=31536000, immutable"
-
-
 def recipe_id(recipe: Recipe) -> str:
     """A short fingerprint of the recipe: a changed recipe makes old results stale."""
     text = json.dumps([asdict(v) for v in recipe], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def error_key(key: str) -> str:
-    return f"{key}.error.json"
 
 
 class Worker:
@@ -80,7 +73,7 @@ class Worker:
         await states.update(key, "processing", etag=event.etag, attempts=attempt)
         data = await self.rt.stores.originals.get(key)
         rendered: Rendered = await self.pool.render(data, self.recipe)
-        infos = await asyncio.gather(*(self._put(key, rendered, out) for out in rendered.variants))
+        infos = await store_variants(self.rt.stores, self.recipe, key, rendered)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         doc = await states.set(
             key, "done", etag=event.etag, recipe=self.recipe_id, attempts=attempt,
@@ -96,17 +89,6 @@ class Worker:
         log.info("done %s in %.0f ms", key, duration_ms)
         return doc
 
-    async def _put(self, key: str, rendered: Rendered, output: Any) -> VariantInfo:
-        variant = next(v for v in self.recipe if v.name == output.name)
-        vkey = variant.key_for(key, rendered.source.format)
-        await self.rt.stores.variants.put(
-            vkey, output.data, content_type=output.content_type, cache_control=CACHE_CONTROL
-        )
-        return VariantInfo(
-            name=output.name, key=vkey, width=output.width, height=output.height,
-            bytes=output.bytes, format=output.format,
-        )  # fmt: skip
-
     async def give_up(self, msg: Msg, error: PixpipeError, attempts: int) -> None:
         event = ObjectCreated.model_validate_json(msg.data)
         await fail(self.rt, event.key, error, attempts, etag=event.etag, recipe=self.recipe_id)
@@ -117,21 +99,7 @@ async def fail(
 ) -> None:
     """Record a failure: quarantine (moving the original if the failure is permanent),
     state ``failed``, ``image.failed``. Nothing is deleted before its copy is safe."""
-    stores = rt.stores
-    record = {
-        **error.to_dict(), "attempts": attempts, "time": datetime.now(UTC).isoformat(),
-    }  # fmt: skip
-    moved = False
-    if error.kind.permanent and error.kind is not Kind.MISSING:
-        try:
-            await stores.originals.copy_to(stores.quarantine, key)
-            moved = True
-        except PixpipeError as exc:
-            if exc.kind is not Kind.MISSING:
-                raise  # try again later: the original must be safe before anything else
-    await stores.quarantine.put(error_key(key), json.dumps(record).encode(), content_type=JSON)
-    if moved:
-        await stores.originals.delete(key)
+    moved = await quarantine(rt.stores, key, error, attempts)
     await rt.states.update(
         key, "failed", error=error.to_dict(), attempts=attempts, quarantined=moved, **fields
     )
