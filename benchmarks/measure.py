@@ -1,0 +1,76 @@
+"""Run one tool as a child process and measure it: wall time, CPU time and peak RSS.
+
+``os.wait4`` returns the child's resource usage folded with every descendant it reaped, so
+``ru_maxrss`` is the peak RSS of the largest single process of the tree (one worker) and
+``ru_utime + ru_stime`` the CPU seconds of all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What one run of a tool printed (its JSON report) and what it cost."""
+
+    report: dict[str, Any]
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+
+
+class ToolFailed(RuntimeError):
+    """A tool exited non-zero or printed no JSON report."""
+
+
+def run(argv: Sequence[str], stdin: str = "", env: Mapping[str, str] | None = None) -> Measured:
+    """Run ``argv`` to completion; its last stdout line that parses as JSON is the report."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=out, stderr=err, text=True,
+            env=dict(env) if env is not None else None,
+        )  # fmt: skip
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode not in (0, 1):  # pixpipe exits 1 when any image failed
+        raise ToolFailed(f"{argv[0]} exited {proc.returncode}: {stderr[-2000:]}")
+    return Measured(
+        report=_last_json(stdout, stderr),
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
+    )
+
+
+def _last_json(stdout: str, stderr: str) -> dict[str, Any]:
+    text = stdout.strip()
+    try:  # pixpipe prints one indented document
+        value = json.loads(text)
+        if isinstance(value, dict):
+            return value
+    except json.JSONDecodeError:
+        pass
+    for line in reversed(text.splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise ToolFailed(f"no JSON report; stdout: {stdout[-500:]!r} stderr: {stderr[-1500:]!r}")
