@@ -31,8 +31,14 @@ class ToolFailed(RuntimeError):
     """A tool exited non-zero or printed no JSON report."""
 
 
-def run(argv: Sequence[str], stdin: str = "", env: Mapping[str, str] | None = None) -> Measured:
-    """Run ``argv`` to completion; its last stdout line that parses as JSON is the report."""
+def run(
+    argv: Sequence[str],
+    stdin: str = "",
+    env: Mapping[str, str] | None = None,
+    expect_report: bool = True,
+) -> Measured:
+    """Run ``argv`` to completion; its last stdout line that parses as JSON is the report
+    (``{}`` for a tool that prints none, when ``expect_report`` is false)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -51,7 +57,7 @@ def run(argv: Sequence[str], stdin: str = "", env: Mapping[str, str] | None = No
     if proc.returncode not in (0, 1):  # pixpipe exits 1 when any image failed
         raise ToolFailed(f"{argv[0]} exited {proc.returncode}: {stderr[-2000:]}")
     return Measured(
-        report=_last_json(stdout, stderr),
+        report=_last_json(stdout, stderr) if expect_report else {},
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB

@@ -44,6 +44,7 @@ async function main() {
   let next = 0;
   let failed = 0;
   const started = process.hrtime.bigint();
+  const cpuStarted = process.cpuUsage();
   async function lane() {
     while (next < files.length) {
       const file = files[next++];
@@ -57,7 +58,14 @@ async function main() {
   }
   await Promise.all(Array.from({ length: concurrency }, lane));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const result = { images: files.length - failed, failed, seconds, sharp: sharp.versions.sharp };
+  const cpu = process.cpuUsage(cpuStarted);
+  const result = {
+    images: files.length - failed,
+    failed,
+    seconds,
+    cpu_seconds: (cpu.user + cpu.system) / 1e6,
+    sharp: sharp.versions.sharp,
+  };
   process.stdout.write(JSON.stringify(result) + "\n");
 }
 
