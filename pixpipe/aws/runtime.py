@@ -1,0 +1,143 @@
+"""What one Lambda container keeps between invocations: settings, stores, recipe, SNS client.
+
+Everything is read from the environment (PRODUCT.md §3: ``PIXPIPE_*`` and ``AWS_*``) on the
+first invocation and kept while the environment stays the same, so a warm start costs nothing
+and a test that changes the variables gets a fresh runtime.
+
+Lambda-only settings (not in ``pixpipe.toml``):
+
+- ``PIXPIPE_AWS__PROCESSED_TOPIC_ARN``: SNS topic for ``image.processed`` / ``image.failed``
+  notifications (message attribute ``subject`` tells them apart); unset = no notifications.
+- ``PIXPIPE_AWS__INVOKE_FORMAT``: output format of the direct ``maxDimension`` payload
+  (default: the format of the recipe's first variant, so the configured extension).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Coroutine
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..config import Limits, Settings, load_settings
+from ..errors import Kind, PixpipeError
+from ..recipe import Recipe
+from ..stores import STORE_NAMES, Store, Stores, open_store
+
+if TYPE_CHECKING:
+    from ..events import Event
+
+TOPIC_ENV = "PIXPIPE_AWS__PROCESSED_TOPIC_ARN"
+INVOKE_FORMAT_ENV = "PIXPIPE_AWS__INVOKE_FORMAT"
+# Lambda's only writable folder; local stores (if any) default under it.
+LAMBDA_DATA_DIR = Path("/tmp/pixpipe")
+
+
+def recipe_id(recipe: Recipe) -> str:
+    """The recipe's fingerprint, the same as ``pixpipe.worker.recipe_id`` (kept here so a
+    Lambda does not import the NATS worker stack)."""
+    text = json.dumps([asdict(v) for v in recipe], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The settings and open stores of one Lambda container."""
+
+    settings: Settings
+    stores: Stores
+    topic_arn: str | None = None
+    invoke_format: str | None = None
+    _sns: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    @functools.cached_property
+    def recipe(self) -> Recipe:
+        return self.settings.recipe
+
+    @functools.cached_property
+    def recipe_id(self) -> str:
+        return recipe_id(self.recipe)
+
+    @property
+    def limits(self) -> Limits:
+        return self.settings.limits.frozen()
+
+    @property
+    def attempts(self) -> int:
+        """Deliveries before a transient failure is recorded (match the queue's
+        ``maxReceiveCount``: the template sets both from one parameter)."""
+        return self.settings.retry.attempts
+
+    def publish(self, event: Event) -> bool:
+        """Publish ``event`` to the notifications topic, if one is configured."""
+        if not self.topic_arn:
+            return False
+        if not self._sns:
+            import boto3  # only when notifications are on; Lambda's runtime ships it
+
+            parts = self.topic_arn.split(":")  # arn:aws:sns:{region}:{account}:{name}
+            region = parts[3] if len(parts) == 6 and parts[3] else None
+            self._sns.append(boto3.client("sns", region_name=region))
+        attributes = {"subject": {"DataType": "String", "StringValue": event.subject}}
+        try:
+            self._sns[0].publish(
+                TopicArn=self.topic_arn,
+                Message=event.to_json().decode(),
+                MessageAttributes=attributes,
+            )
+        except Exception as exc:  # botocore's errors: network, throttling, permissions
+            raise PixpipeError(Kind.TRANSIENT, f"publish {event.subject}: {exc}") from exc
+        return True
+
+
+def _environment() -> tuple[tuple[str, str], ...]:
+    return tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith(("PIXPIPE_", "AWS_")))
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _runtime(environment: tuple[tuple[str, str], ...]) -> Runtime:
+    env = dict(environment)
+    overrides: dict[str, Any] = {}
+    if "PIXPIPE_DATA_DIR" not in env:
+        overrides["data_dir"] = LAMBDA_DATA_DIR
+    settings = load_settings(**overrides)
+    stores = Stores(**{name: open_store(settings.store_url(name)) for name in STORE_NAMES})
+    return Runtime(settings, stores, env.get(TOPIC_ENV) or None, env.get(INVOKE_FORMAT_ENV) or None)
+
+
+def runtime() -> Runtime:
+    """This container's runtime, built on first use from the environment."""
+    return _runtime(_environment())
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run one piece of async store work to the end (Lambda handlers are synchronous)."""
+    return asyncio.run(coro)
+
+
+def store_key(store: Store, bucket: str | None, key: str) -> str | None:
+    """The pixpipe key of an object a notification names, or ``None`` if it is not in
+    ``store``: S3 notifications give the bucket and the full object key, while an
+    ``s3://bucket/prefix`` store addresses objects relative to its prefix."""
+    parts = urlsplit(store.url)
+    if not parts.scheme.startswith("s3"):
+        return key
+    if bucket and bucket != parts.netloc:
+        return None
+    prefix = parts.path.strip("/")
+    if not prefix:
+        return key
+    if not key.startswith(prefix + "/"):
+        return None
+    return key[len(prefix) + 1 :]
+
+
+__all__ = ["Runtime", "recipe_id", "run", "runtime", "store_key"]
