@@ -1,0 +1,152 @@
+"""Showing an estimate: a rich table for the terminal, and a power-tuning style chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from .estimate import Estimate, MemoryRow
+from .measure import Sample
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+DEFAULT_CHART = Path("pixpipe-cost.png")
+
+
+def usd(value: float) -> str:
+    return f"{value:,.2f}" if value >= 0.995 or value == 0 else f"{value:.4f}"
+
+
+def print_report(
+    estimate: Estimate, sample: Sample | None, console: Console, chart: Path | None = None
+) -> None:
+    """The sample, the per-memory table, the alternatives and a one-line answer."""
+    if sample is not None:
+        console.print(sample_table(sample))
+    console.print(memory_table(estimate))
+    console.print(alternatives_table(estimate))
+    console.print(verdict(estimate))
+    if chart is not None:
+        console.print(f"chart: [bold]{chart}[/bold]")
+
+
+def sample_table(sample: Sample) -> Table:
+    kind = "built-in synthetic sample" if sample.synthetic else "sample"
+    title = f"{kind}: {len(sample.images)} images, variants {', '.join(sample.variants)}"
+    table = Table("image", "MB in", "pixels", "CPU s (1 thread)", "wall s (2 threads)",
+                  "peak RSS MB", title=title, title_justify="left")  # fmt: skip
+    for image in sample.images:
+        profile = image.profile
+        table.add_row(
+            image.name, f"{image.bytes / 1e6:.2f}", f"{image.width}×{image.height}",
+            f"{profile.cpu_s:.3f}", f"{profile.parallel_s:.3f}", f"{profile.peak_rss_mb:.0f}",
+        )  # fmt: skip
+    avg, worst = sample.average, sample.worst
+    table.add_row("[bold]average[/bold]", "", "", f"{avg.cpu_s:.3f}", f"{avg.parallel_s:.3f}",
+                  f"{avg.peak_rss_mb:.0f}")  # fmt: skip
+    table.add_row("[bold]worst[/bold]", "", "", f"{worst.cpu_s:.3f}",
+                  f"{worst.parallel_s:.3f}", f"{worst.peak_rss_mb:.0f}")  # fmt: skip
+    for name, message in sample.failed:
+        table.add_row(f"[red]{name}[/red]", "", "", message, "", "")
+    return table
+
+
+def memory_table(estimate: Estimate) -> Table:
+    w = estimate.workload
+    title = (f"AWS Lambda, {w.images_per_day:,.0f} images/day "
+             f"({estimate.prices.region}, prices of {estimate.prices.date})")  # fmt: skip
+    table = Table("memory MB", "vCPU", "avg s", "worst s", "x86 $/month", "arm64 $/month",
+                  "$/1000 images", "", title=title, title_justify="left")  # fmt: skip
+    best = estimate.lambda_best
+    for row in estimate.rows:
+        cheapest = min(row.x86, row.arm64)
+        note = "" if row.fits else "[red]too small[/red]"
+        if best and row.memory_mb == best.memory_mb:
+            note = f"[green]cheapest ({best.arch})[/green]"
+        style = None if row.fits else "dim"
+        table.add_row(
+            str(row.memory_mb), f"{row.vcpu:.2f}", f"{row.avg_s:.3f}", f"{row.worst_s:.3f}",
+            usd(row.x86), usd(row.arm64), usd(cheapest / _images_per_month(estimate) * 1000),
+            note, style=style,
+        )  # fmt: skip
+    return table
+
+
+def alternatives_table(estimate: Estimate) -> Table:
+    table = Table("where", "how many", "$/month", "$/1000 images", title="always on",
+                  title_justify="left")  # fmt: skip
+    plan = estimate.containers
+    c = plan.container
+    what = f"Fargate {c.arch} task, {c.vcpu:g} vCPU, {c.memory_gb:g} GB"
+    how_many = f"{plan.count} (peak {plan.peak_concurrency}, {plan.slots} per task)"
+    table.add_row(what, how_many, usd(plan.monthly), usd(plan.per_1000))
+    servers = estimate.prices.servers_monthly
+    if servers is not None:
+        per = servers / _images_per_month(estimate) * 1000
+        table.add_row("my servers (flat)", "", usd(servers), usd(per))
+    return table
+
+
+def verdict(estimate: Estimate) -> str:
+    """One or two sentences: where to run it, and when that changes."""
+    best, plan = estimate.lambda_best, estimate.containers
+    if best is None:
+        return "[red]No Lambda memory size holds the worst image: run it on containers.[/red]"
+    lam = f"Lambda {best.arch} at {best.memory_mb} MB: {usd(best.monthly)} USD/month"
+    tasks = f"{plan.count} always-on task{'s' if plan.count > 1 else ''}: {usd(plan.monthly)}"
+    where = {"lambda": "Lambda", "containers": "containers", "servers": "your servers"}
+    text = f"[bold]Run it on {where[estimate.cheapest]}.[/bold] {lam}; {tasks} USD/month."
+    even = estimate.break_even_images_per_day
+    if even is not None:
+        text += f" The containers cost the same as Lambda at {even:,.0f} images/day."
+    return text
+
+
+def _images_per_month(estimate: Estimate) -> float:
+    return max(1e-9, estimate.workload.images_per_day * 730 / 24)
+
+
+def write_chart(estimate: Estimate, path: Path) -> Path:
+    """Seconds per image and USD per month against memory, average and worst, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    rows = estimate.rows
+    memory = [r.memory_mb for r in rows]
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    left.plot(memory, [r.avg_s for r in rows], "o-", label="average image")
+    left.plot(memory, [r.worst_s for r in rows], "s--", label="worst image")
+    left.set(xscale="log", yscale="log", xlabel="Lambda memory (MB)",
+             ylabel="seconds per image", title="time per image")  # fmt: skip
+    for arch, colour in (("x86", "tab:blue"), ("arm64", "tab:orange")):
+        right.plot(memory, [r.monthly(arch) for r in rows], "o-", color=colour,
+                   label=f"Lambda {arch}, average image")  # fmt: skip
+        worst = [r.worst_x86 if arch == "x86" else r.worst_arm64 for r in rows]
+        right.plot(memory, worst, "--", color=colour, label=f"Lambda {arch}, worst image")
+    right.axhline(estimate.containers.monthly, color="tab:green",
+                  label=f"{estimate.containers.count} always-on tasks")  # fmt: skip
+    if estimate.prices.servers_monthly is not None:
+        right.axhline(estimate.prices.servers_monthly, color="tab:gray", label="my servers")
+    for axis in (left, right):
+        _shade_too_small(axis, rows)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize="small")
+    right.set(xscale="log", xlabel="Lambda memory (MB)", ylabel="USD per month",
+              title=f"{estimate.workload.images_per_day:,.0f} images/day")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _shade_too_small(axis: Axes, rows: tuple[MemoryRow, ...]) -> None:
+    """Memory sizes the worst image does not fit in, shaded red."""
+    small = [r.memory_mb for r in rows if not r.fits]
+    if small:
+        axis.axvspan(min(small) * 0.9, max(small) * 1.05, color="red", alpha=0.08)
