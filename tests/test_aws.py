@@ -1,0 +1,357 @@
+"""The Lambda target against S3 (and SNS, SQS) served over HTTP by moto's stand-alone server:
+every event shape AWS delivers, partial batch failures, quarantine, idempotence, the direct
+resize, notifications, backup, and the SAM template through cfn-lint."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+import pyvips
+
+from pixpipe.aws import backup_handler, handler
+from pixpipe.aws.jobs import state_key
+from pixpipe.aws.runtime import recipe_id
+from pixpipe.errors import PixpipeError
+from pixpipe.recipe import Recipe
+from tests.conftest_services import BUCKET, MotoS3
+from tests.images import jpeg, photo
+
+EVENTS = Path(__file__).parent / "events"
+TEMPLATE = Path(__file__).parents[1] / "deploy" / "aws" / "template.yaml"
+SPACED = "users/42/IMG 0001.jpg"
+RECIPE = [
+    {"name": "m", "width": 200, "height": 200},
+    {"name": "sq", "width": 64, "height": 64, "fit": "cover"},
+]
+
+pytestmark = pytest.mark.filterwarnings(
+    # moto's SNS → SQS delivery and botocore's clients use datetime.utcnow on some versions
+    "ignore:datetime.datetime.utcnow:DeprecationWarning",
+)
+
+
+def sample(name: str) -> Any:
+    return json.loads((EVENTS / name).read_text())
+
+
+@dataclass(frozen=True)
+class Context:
+    """The attributes of Lambda's context object that powertools reads."""
+
+    function_name: str = "pixpipe-variants"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:pixpipe-variants"
+    memory_limit_in_mb: int = 2048
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    log_group_name: str = "/aws/lambda/pixpipe-variants"
+    log_stream_name: str = "2024/01/01/[$LATEST]abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+CONTEXT = Context()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Five stores under one unique prefix of the moto bucket, and ways to look inside."""
+
+    moto: MotoS3
+    prefix: str
+
+    def path(self, store: str, key: str) -> str:
+        return f"{self.prefix}/{store}/{key}"
+
+    def upload(self, key: str, data: bytes) -> str:
+        put = self.moto.client().put_object(
+            Bucket=BUCKET, Key=self.path("originals", key), Body=data
+        )
+        return str(put["ETag"]).strip('"')
+
+    def head(self, store: str, key: str) -> dict[str, Any] | None:
+        try:
+            head = self.moto.client().head_object(Bucket=BUCKET, Key=self.path(store, key))
+        except Exception:  # botocore's ClientError: 404
+            return None
+        return {k: v for k, v in head.items() if k != "ResponseMetadata"}
+
+    def read(self, store: str, key: str) -> bytes:
+        got = self.moto.client().get_object(Bucket=BUCKET, Key=self.path(store, key))
+        return bytes(got["Body"].read())
+
+    def s3_event(self, key: str, etag: str, size: int = 1) -> dict[str, Any]:
+        """AWS's S3 notification sample, naming ``key`` as S3 does (URL-encoded, + = space)."""
+        event = sample("s3-put.json")
+        s3 = event["Records"][0]["s3"]
+        s3["bucket"].update(name=BUCKET, arn=f"arn:aws:s3:::{BUCKET}")
+        s3["object"].update(
+            key=quote_plus(self.path("originals", key), safe="/"), eTag=etag, size=size
+        )
+        return event
+
+    def eventbridge(self, key: str, etag: str) -> dict[str, Any]:
+        event = sample("eventbridge-object-created.json")
+        event["resources"] = [f"arn:aws:s3:::{BUCKET}"]
+        event["detail"]["bucket"]["name"] = BUCKET
+        event["detail"]["object"].update(key=self.path("originals", key), etag=etag)
+        return event
+
+
+def sns(s3_event: dict[str, Any]) -> dict[str, Any]:
+    event = sample("sns-notification.json")
+    event["Records"][0]["Sns"]["Message"] = json.dumps(s3_event)
+    return event
+
+
+def sqs(*s3_events: dict[str, Any], receive_count: int = 1) -> dict[str, Any]:
+    """An SQS batch, one message per S3 event, each body an SNS notification (SNS → SQS)."""
+    event = sample("sqs-receive.json")
+    template = event["Records"][0]
+    event["Records"] = []
+    for i, s3_event in enumerate(s3_events):
+        body = sample("sns-message-in-sqs.json")
+        body["Message"] = json.dumps(s3_event)
+        record = copy.deepcopy(template)
+        record.update(messageId=f"msg-{i}", body=json.dumps(body))
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        event["Records"].append(record)
+    return event
+
+
+@pytest.fixture
+def aws(aws_env: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Deployment:
+    """The Lambda's configuration, as the template sets it, on a fresh prefix."""
+    deployment = Deployment(aws_env, f"lambda-{uuid.uuid4().hex[:12]}")
+    for store in ("originals", "variants", "backup", "quarantine", "cache"):
+        url = f"s3://{BUCKET}/{deployment.prefix}/{store}"
+        monkeypatch.setenv(f"PIXPIPE_STORES__{store.upper()}", url)
+    monkeypatch.setenv("PIXPIPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PIXPIPE_VARIANTS", json.dumps(RECIPE))
+    monkeypatch.delenv("PIXPIPE_AWS__PROCESSED_TOPIC_ARN", raising=False)
+    monkeypatch.delenv("PIXPIPE_AWS__INVOKE_FORMAT", raising=False)
+    monkeypatch.chdir(tmp_path)  # no pixpipe.toml from the working tree
+    return deployment
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    image = pyvips.Image.new_from_buffer(data, "")
+    return image.width, image.height
+
+
+def states(response: dict[str, Any]) -> list[str]:
+    return [o["state"] for o in response["objects"]]
+
+
+def test_s3_event_with_a_spaced_key_renders_every_variant(aws: Deployment) -> None:
+    etag = aws.upload(SPACED, jpeg(photo(800, 500)))
+    response = handler(aws.s3_event(SPACED, etag), CONTEXT)
+    assert response["objects"][0]["key"] == SPACED
+    assert states(response) == ["done"]
+    assert size_of(aws.read("variants", "m/users/42/IMG 0001.jpg")) == (200, 125)
+    assert size_of(aws.read("variants", "sq/users/42/IMG 0001.jpg")) == (64, 64)
+    head = aws.head("variants", "m/users/42/IMG 0001.jpg")
+    assert head is not None and head["ContentType"] == "image/jpeg"
+    state = json.loads(aws.read("variants", state_key(SPACED)))
+    assert (
+        state["etag"] == etag
+        and state["state"] == "done"
+        and set(state["variants"])
+        == {
+            "m",
+            "sq",
+        }
+    )
+
+
+def test_sns_wrapped_s3_event(aws: Deployment) -> None:
+    etag = aws.upload("a/b.png", jpeg(photo(300, 600)))
+    response = handler(sns(aws.s3_event("a/b.png", etag)), CONTEXT)
+    assert states(response) == ["done"]
+    assert size_of(aws.read("variants", "m/a/b.jpg")) == (100, 200)
+
+
+def test_eventbridge_object_created(aws: Deployment) -> None:
+    etag = aws.upload(SPACED, jpeg(photo(400, 400)))
+    response = handler(aws.eventbridge(SPACED, etag), CONTEXT)
+    assert states(response) == ["done"]
+    assert size_of(aws.read("variants", "m/users/42/IMG 0001.jpg")) == (200, 200)
+
+
+def test_sqs_batch_quarantines_the_bad_original_and_keeps_the_good(aws: Deployment) -> None:
+    good = aws.upload("good.jpg", jpeg(photo(300, 200)))
+    bad = aws.upload("bad.jpg", b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    event = sqs(aws.s3_event("bad.jpg", bad), aws.s3_event("good.jpg", good))
+    response = handler(event, CONTEXT)
+    # A permanent failure is dealt with (quarantined), so it must not come back from the queue.
+    assert response == {"batchItemFailures": []}
+    assert aws.head("variants", "m/good.jpg") is not None
+    assert aws.head("originals", "bad.jpg") is None
+    assert aws.read("quarantine", "bad.jpg").startswith(b"\xff\xd8")
+    record = json.loads(aws.read("quarantine", "bad.jpg.error.json"))
+    assert record["kind"] in ("corrupt", "unsupported") and record["attempts"] == 1
+
+
+@pytest.mark.parametrize("receive_count", [1, 3])
+def test_sqs_batch_reports_transient_failures_only(
+    aws: Deployment, monkeypatch: pytest.MonkeyPatch, receive_count: int
+) -> None:
+    from pixpipe.aws import jobs
+
+    good = aws.upload("good.jpg", jpeg(photo(300, 200)))
+    flaky = aws.upload("flaky.jpg", jpeg(photo(301, 200)))
+    real_render = jobs.render
+
+    def render(data: bytes, recipe: Recipe, limits: Any) -> Any:
+        if size_of(data)[0] == 301:
+            raise PixpipeError("transient", "S3 said SlowDown")
+        return real_render(data, recipe, limits)
+
+    monkeypatch.setattr(jobs, "render", render)
+    event = sqs(aws.s3_event("good.jpg", good), aws.s3_event("flaky.jpg", flaky),
+                receive_count=receive_count)  # fmt: skip
+    response = handler(event, CONTEXT)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert aws.head("variants", "m/good.jpg") is not None
+    assert aws.head("originals", "flaky.jpg") is not None  # transient: the original stays
+    # The last attempt (maxReceiveCount = retry.attempts = 3) is recorded before the DLQ.
+    recorded = aws.head("quarantine", "flaky.jpg.error.json") is not None
+    assert recorded == (receive_count == 3)
+    assert aws.head("quarantine", "flaky.jpg") is None
+
+
+def test_duplicate_delivery_is_idempotent(aws: Deployment) -> None:
+    etag = aws.upload(SPACED, jpeg(photo(500, 500)))
+    event = aws.s3_event(SPACED, etag)
+    assert states(handler(event, CONTEXT)) == ["done"]
+    first = aws.head("variants", "m/users/42/IMG 0001.jpg")
+    assert states(handler(event, CONTEXT)) == ["skipped"]
+    assert handler(sqs(event, event), CONTEXT) == {"batchItemFailures": []}
+    assert aws.head("variants", "m/users/42/IMG 0001.jpg") == first
+    # A new upload of the same key (new etag) is rendered again.
+    etag2 = aws.upload(SPACED, jpeg(photo(500, 250, seed=2)))
+    assert states(handler(aws.s3_event(SPACED, etag2), CONTEXT)) == ["done"]
+    assert size_of(aws.read("variants", "m/users/42/IMG 0001.jpg")) == (200, 100)
+
+
+def test_duplicate_delivery_of_a_quarantined_original(aws: Deployment) -> None:
+    bad = aws.upload("bad.png", b"GIF89a but nothing else")
+    event = aws.s3_event("bad.png", bad)
+    assert states(handler(event, CONTEXT)) == ["failed"]
+    record = aws.read("quarantine", "bad.png.error.json")
+    assert states(handler(event, CONTEXT)) == ["skipped"]
+    assert aws.read("quarantine", "bad.png.error.json") == record  # the first record is kept
+
+
+def test_direct_invoke_resizes_one_original(aws: Deployment) -> None:
+    aws.upload(SPACED, jpeg(photo(1000, 400)))
+    payload = {**sample("invoke-resize.json"), "maxDimension": 250}
+    assert payload["key"] == SPACED
+    assert handler(payload, CONTEXT) == {"resultKey": "max-250/users/42/IMG 0001.jpg"}
+    assert size_of(aws.read("variants", "max-250/users/42/IMG 0001.jpg")) == (250, 100)
+    first = aws.head("variants", "max-250/users/42/IMG 0001.jpg")
+    assert handler(payload, CONTEXT) == {"resultKey": "max-250/users/42/IMG 0001.jpg"}
+    assert aws.head("variants", "max-250/users/42/IMG 0001.jpg") == first  # reused
+
+
+def test_direct_invoke_uses_the_configured_format(
+    aws: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIXPIPE_AWS__INVOKE_FORMAT", "webp")
+    aws.upload("p.jpg", jpeg(photo(300, 300)))
+    assert handler({"key": "p.jpg", "maxDimension": 2000}, CONTEXT) == {
+        "resultKey": "max-2000/p.webp"
+    }
+    assert size_of(aws.read("variants", "max-2000/p.webp")) == (300, 300)  # never enlarged
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "match"),
+    [
+        ({"key": "p.jpg", "maxDimension": 0}, ValueError, "maxDimension must be"),
+        ({"key": "p.jpg", "maxDimension": "800"}, ValueError, "maxDimension must be"),
+        ({"key": "p.jpg"}, ValueError, "needs"),
+        ({"key": "/abs.jpg", "maxDimension": 80}, ValueError, "must not start with"),
+        ({"key": "nothing-here.jpg", "maxDimension": 80}, PixpipeError, "no original"),
+    ],
+)
+def test_direct_invoke_errors(
+    aws: Deployment, payload: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        handler(payload, CONTEXT)
+
+
+def test_notifications_and_objects_elsewhere_are_ignored(aws: Deployment) -> None:
+    assert handler(sample("s3-test-event.json"), CONTEXT) == {"objects": []}
+    other = aws.s3_event("x.jpg", "0" * 32)
+    other["Records"][0]["s3"]["bucket"]["name"] = "someone-elses-bucket"
+    assert handler(other, CONTEXT) == {"objects": []}
+    removed = aws.s3_event("x.jpg", "0" * 32)
+    removed["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    assert handler(removed, CONTEXT) == {"objects": []}
+
+
+def test_image_processed_and_failed_are_published_to_sns(
+    aws: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    sns_client = boto3.client("sns", region_name="us-east-1")
+    sqs_client = boto3.client("sqs", region_name="us-east-1")
+    name = f"processed-{aws.prefix}"
+    topic = sns_client.create_topic(Name=name)["TopicArn"]
+    queue = sqs_client.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    sns_client.subscribe(TopicArn=topic, Protocol="sqs",
+                         Endpoint=queue_arn["Attributes"]["QueueArn"])  # fmt: skip
+    monkeypatch.setenv("PIXPIPE_AWS__PROCESSED_TOPIC_ARN", topic)
+    good = aws.upload(SPACED, jpeg(photo(300, 200)))
+    bad = aws.upload("bad.jpg", b"nope")
+    handler(sqs(aws.s3_event(SPACED, good), aws.s3_event("bad.jpg", bad)), CONTEXT)
+    got = sqs_client.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=2)
+    envelopes = [json.loads(m["Body"]) for m in got.get("Messages", [])]
+    by_subject = {e["MessageAttributes"]["subject"]["Value"]: json.loads(e["Message"])
+                  for e in envelopes}  # fmt: skip
+    processed = by_subject["pixpipe.image.processed"]
+    assert processed["key"] == SPACED and processed["etag"] == good
+    assert {v["name"] for v in processed["variants"]} == {"m", "sq"}
+    assert by_subject["pixpipe.image.failed"]["key"] == "bad.jpg"
+
+
+def test_backup_handler_copies_originals_once(aws: Deployment) -> None:
+    data = jpeg(photo(200, 200))
+    etag = aws.upload(SPACED, data)
+    event = sqs(aws.s3_event(SPACED, etag))
+    assert backup_handler(event, CONTEXT) == {"batchItemFailures": []}
+    assert aws.read("backup", SPACED) == data
+    first = aws.head("backup", SPACED)
+    backup_handler(event, CONTEXT)
+    assert aws.head("backup", SPACED) == first
+    response = backup_handler(aws.s3_event(SPACED, etag), CONTEXT)
+    assert states(response) == ["skipped"]
+
+
+def test_recipe_fingerprint_matches_the_worker() -> None:
+    from pixpipe.worker import recipe_id as worker_recipe_id
+
+    recipe = Recipe.parse(RECIPE)
+    assert recipe_id(recipe) == worker_recipe_id(recipe)
+
+
+def test_template_passes_cfn_lint() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    command = str(cfn_lint) if cfn_lint.exists() else shutil.which("cfn-lint")
+    assert command, "cfn-lint is not installed (it is in the dev extra)"
+    run = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
