@@ -73,6 +73,9 @@ def _split_csv(value: Any) -> Any:
 class ApiModel(BaseModel):
     keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "k1,k2" from the env
     signing_secret: str | None = None
+    # An originals key served (404, rendered with the same options) by on-the-fly transforms
+    # whose source is missing.
+    transform_fallback: str | None = None
 
     _csv = field_validator("keys", mode="before")(_split_csv)
 

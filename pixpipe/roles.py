@@ -89,9 +89,12 @@ async def _run_api(rt: Runtime, roles: Roles, stop: asyncio.Event) -> None:
 
     from .http.app import create_app
 
+    # lifespan: the app starts its metrics subscriptions and stops its render processes;
+    # open event streams (SSE) get a few seconds to finish, then are cut.
     config = uvicorn.Config(
-        create_app(rt), host=roles.host, port=roles.port, log_level="warning", lifespan="off"
-    )
+        create_app(rt), host=roles.host, port=roles.port, log_level="warning", lifespan="on",
+        timeout_graceful_shutdown=3,
+    )  # fmt: skip
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     subscription = await subscribe_s3(rt)

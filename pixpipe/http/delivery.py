@@ -1,23 +1,35 @@
 """Delivery, as a CDN origin should serve: streamed from any store, strong ETag, 304,
-single byte ranges (206/416), immutable caching for variants. The backup and quarantine
-stores have no route at all."""
+single byte ranges (206/416), immutable caching for variants. The backup, quarantine and
+cache stores have no route here at all (transform results are served by ``transform.py``).
+
+Every response carries ``X-Content-Type-Options: nosniff`` and a sandboxing CSP, so an SVG or
+PDF original cannot run script on the API's origin."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..errors import Kind, PixpipeError
+from ..imaging.inspect import sniff
 from ..recipe import strip_extension
 from ..stores import Store, validate_key
 
-router = APIRouter()
+router = APIRouter(tags=["delivery"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, no-cache"  # originals may be replaced under the same key
+NO_STORE = "no-store"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+SAFE = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; "
+        "img-src 'self' data:; style-src 'unsafe-inline'; sandbox"}  # fmt: skip
+MEDIA_TYPES = {
+    "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
+    "tiff": "image/tiff", "heif": "image/heic", "avif": "image/avif", "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+}  # fmt: skip
 
 
 @router.get("/images/original/{key:path}")
@@ -25,25 +37,39 @@ async def original(
     request: Request, key: str, if_none_match: Annotated[str | None, Header()] = None,
     range: Annotated[str | None, Header()] = None,
 ) -> Response:  # fmt: skip
-    store = request.app.state.rt.stores.originals
-    return await serve(store, validate_key(key), REVALIDATE, if_none_match, range)
+    store: Store = request.app.state.rt.stores.originals
+    key = validate_key(key)
+    media = await _original_type(store, key)
+    return await serve(store, key, REVALIDATE, if_none_match, range, content_type=media)
 
 
 @router.get("/images/{variant}/{rest:path}")
 async def variant(
-    request: Request, variant: str, rest: str, fallback: str | None = None,
+    request: Request, variant: str, rest: str, fallback: Literal["original"] | None = None,
     if_none_match: Annotated[str | None, Header()] = None,
     range: Annotated[str | None, Header()] = None,
 ) -> Response:  # fmt: skip
     stores = request.app.state.rt.stores
     key = validate_key(f"{variant}/{rest}")
-    if await stores.variants.head(key) is None and fallback == "original":
+    if fallback == "original" and await stores.variants.head(key) is None:
         # Not made yet: the original meanwhile, never cached as if it were the variant.
-        async for page in stores.originals.list(f"{strip_extension(rest)}.", page_size=10):
-            for meta in page:
-                if strip_extension(meta.key) == strip_extension(rest):
-                    return await serve(stores.originals, meta.key, "no-store", None, range)
+        source = await _original_of(stores.originals, rest)
+        if source is not None:
+            media = await _original_type(stores.originals, source)
+            return await serve(stores.originals, source, NO_STORE, None, range, content_type=media)
     return await serve(stores.variants, key, IMMUTABLE, if_none_match, range)
+
+
+async def _original_of(originals: Store, rest: str) -> str | None:
+    """The original a variant key was made from: same path, any (or no) extension."""
+    stem = strip_extension(rest)
+    if await originals.head(stem) is not None:
+        return stem
+    async for page in originals.list(f"{stem}.", page_size=100):
+        for meta in page:
+            if strip_extension(meta.key) == stem:
+                return meta.key
+    return None
 
 
 def _quoted(etag: str | None) -> str:
@@ -51,16 +77,19 @@ def _quoted(etag: str | None) -> str:
 
 
 async def serve(
-    store: Store, key: str, cache: str, if_none_match: str | None, range_header: str | None
-) -> Response:
+    store: Store, key: str, cache: str, if_none_match: str | None, range_header: str | None,
+    *, content_type: str | None = None, extra: dict[str, str] | None = None,
+) -> Response:  # fmt: skip
     """Stream ``key`` with validators and ranges."""
     meta = await store.head(key)
     if meta is None:
         raise HTTPException(404, f"no object {key!r}")
     etag = _quoted(meta.etag)
-    headers = {"ETag": etag, "Cache-Control": cache, "Accept-Ranges": "bytes"}
-    if if_none_match and (if_none_match.strip() == "*" or etag in if_none_match.split(", ")):
+    headers = {"ETag": etag, "Cache-Control": cache, "Accept-Ranges": "bytes", **SAFE,
+               **(extra or {})}  # fmt: skip
+    if if_none_match and _matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
+    media = content_type or meta.content_type or await _sniffed(store, key)
     start, end = _byte_range(range_header, meta.size)
     try:
         download = await store.open(key, start=start, end=end)
@@ -74,8 +103,28 @@ async def serve(
     if range_header and start is not None:
         status = 206
         headers["Content-Range"] = f"bytes {lo}-{hi - 1}/{meta.size}"
-    media = meta.content_type or "application/octet-stream"
     return StreamingResponse(download.chunks, status, headers, media_type=media)
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """``If-None-Match``: ``*`` or a list of (possibly weak) tags; weak comparison (RFC 9110)."""
+    if if_none_match.strip() == "*":
+        return True
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return etag in tags
+
+
+async def _original_type(store: Store, key: str) -> str | None:
+    """A local store keeps no Content-Type and a name can lie: read originals' from the bytes."""
+    return None if store.has_attributes else await _sniffed(store, key)
+
+
+async def _sniffed(store: Store, key: str) -> str:
+    """The media type of an object stored without one (local stores, odd extensions)."""
+    try:
+        return MEDIA_TYPES[sniff(await store.get_range(key, 0, 4096))]
+    except PixpipeError:
+        return "application/octet-stream"
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int | None, int | None]:

@@ -1,0 +1,108 @@
+"""Image state and failures: ``GET /v1/images[/{key}]``, ``GET /v1/failures``,
+``POST /v1/failures/{key}/retry``, and S3 bucket notifications at ``POST /v1/events/s3``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from ..events import parse_s3_notification
+from ..ingest import NotFailed, publish_created, retry_failed
+from ..service import Runtime
+from ..state import STATES
+from ..stores import validate_key
+from .auth import AUTH
+from .models import Accepted, Failure, ImageState, Problem, Retrying
+
+router = APIRouter(tags=["images"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 400: {"model": Problem}}
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def public_state(state: dict[str, Any], base: str) -> dict[str, Any]:
+    """The state document as clients see it: variant URLs, no internal fields."""
+    out: dict[str, Any] = {"key": state["key"], "state": state["state"], "variants": {}}
+    for name, info in (state.get("variants") or {}).items():
+        out["variants"][name] = {
+            "url": f"{base}/images/{quote(info['key'])}",
+            **{k: info[k] for k in ("width", "height", "bytes", "format")},
+        }
+    for extra in ("error", "placeholder", "dominant", "updated"):
+        if state.get(extra):
+            out[extra] = state[extra]
+    return out
+
+
+@router.get("/v1/images", response_model=list[ImageState], response_model_exclude_none=True)
+async def recent_images(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
+    state: Annotated[str | None, Query(pattern=f"^({'|'.join(STATES)})$")] = None,
+) -> list[dict[str, Any]]:
+    """Recent originals, newest first (the dashboard's gallery)."""
+    rt: Runtime = request.app.state.rt
+    docs = [d async for d in rt.states.all() if state is None or d["state"] == state]
+    docs.sort(key=lambda d: d.get("updated") or "", reverse=True)
+    return [public_state(d, base_url(request)) for d in docs[:limit]]
+
+
+@router.get(
+    "/v1/images/{key:path}", response_model=ImageState, response_model_exclude_none=True,
+    responses=NOT_FOUND,
+)  # fmt: skip
+async def image_state(request: Request, key: str) -> dict[str, Any]:
+    """The state of one original and its variants."""
+    state = await request.app.state.rt.states.get(validate_key(key))
+    if state is None:
+        raise HTTPException(404, f"no image {key!r}")
+    return public_state(state, base_url(request))
+
+
+@router.get("/v1/failures", response_model=list[Failure], tags=["failures"])
+async def failures(request: Request) -> list[dict[str, Any]]:
+    """Originals that failed, with the kind and message of their failure."""
+    docs = await request.app.state.rt.states.failed()
+    docs.sort(key=lambda d: d.get("updated") or "", reverse=True)
+    return [
+        {"key": s["key"], "kind": s.get("error", {}).get("kind", "transient"),
+         "message": s.get("error", {}).get("message", ""), "attempts": s.get("attempts"),
+         "time": s.get("updated")}
+        for s in docs
+    ]  # fmt: skip
+
+
+@router.post(
+    "/v1/failures/{key:path}/retry", status_code=202, dependencies=AUTH, response_model=Retrying,
+    tags=["failures"], responses={**NOT_FOUND, 409: {"model": Problem}, 401: {"model": Problem}},
+)  # fmt: skip
+async def retry_failure(request: Request, key: str) -> dict[str, Any]:
+    """Put a failed original back in line (out of quarantine first, if it was moved there)."""
+    try:
+        return await retry_failed(request.app.state.rt, validate_key(key))
+    except NotFailed as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post(
+    "/v1/events/s3", status_code=202, dependencies=AUTH, response_model=Accepted,
+    tags=["ingest"], responses={400: {"model": Problem}, 401: {"model": Problem}},
+)  # fmt: skip
+async def s3_events(request: Request) -> dict[str, Any]:
+    """An S3/MinIO bucket notification (or an SNS/SQS/EventBridge-wrapped one)."""
+    try:
+        events = parse_s3_notification(await request.body())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise HTTPException(400, f"not an S3 notification: {exc!r}") from None
+    for event in events:
+        validate_key(event.key)
+    for event in events:
+        await publish_created(request.app.state.rt, event)
+    return {"accepted": [e.key for e in events]}
+
+
+__all__ = ["base_url", "public_state", "router"]

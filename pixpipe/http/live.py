@@ -1,0 +1,102 @@
+"""Live state as Server-Sent Events, from a JetStream KV watch on ``pixpipe-images``.
+
+- ``GET /v1/images/{key}/events``: the image's state now, then every change, until ``done`` or
+  ``failed`` (then the stream ends).
+- ``GET /v1/events``: every image's changes from now on (the dashboard's one connection; a
+  browser allows only a few per host, so not one per image).
+
+Each event is ``event: state`` with the same JSON as ``GET /v1/images/{key}``; a comment line
+every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats.errors
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import StreamingResponse
+
+from ..service import Runtime
+from ..state import kv_key
+from ..stores import validate_key
+from .api import base_url, public_state
+from .models import Problem
+
+router = APIRouter(tags=["images"])
+KEEPALIVE = 15.0
+FINAL = ("done", "failed")
+_SSE = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"example": 'event: state\ndata: {"key": "a.jpg", '
+                                                       '"state": "done", "variants": {}}\n\n'}}},
+    400: {"model": Problem}, 404: {"model": Problem},
+}  # fmt: skip
+
+
+def _event(doc: dict[str, Any], base: str, revision: int | None) -> str:
+    data = json.dumps(public_state(doc, base), separators=(",", ":"))
+    return f"event: state\nid: {revision or 0}\ndata: {data}\n\n"
+
+
+async def _watch(
+    rt: Runtime, pattern: str, *, skip_current: bool
+) -> AsyncIterator[tuple[dict[str, Any], int] | None]:
+    """State documents as they change (``None`` on each idle ``KEEPALIVE``)."""
+    watcher = await rt.states.kv.watch(pattern)
+    started = not skip_current
+    try:
+        while True:
+            try:
+                entry = await watcher.updates(timeout=KEEPALIVE)
+            except nats.errors.TimeoutError:
+                yield None
+                continue
+            if entry is None:  # the marker after the current values
+                started = True
+                continue
+            if started and entry.value:
+                yield json.loads(entry.value), entry.revision
+    finally:
+        await watcher.stop()
+
+
+@router.get("/v1/images/{key:path}/events", response_class=StreamingResponse, responses=_RESPONSES)
+async def image_events(request: Request, key: str) -> StreamingResponse:
+    """The image's state now and at every change, until ``done`` or ``failed``."""
+    rt: Runtime = request.app.state.rt
+    validate_key(key)
+    if await rt.states.get(key) is None and not await rt.stores.originals.exists(key):
+        raise HTTPException(404, f"no image {key!r}")
+    base = base_url(request)
+
+    async def stream() -> AsyncIterator[str]:
+        async for item in _watch(rt, kv_key(key), skip_current=False):
+            if item is None:
+                yield ": keepalive\n\n"
+                continue
+            doc, revision = item
+            yield _event(doc, base, revision)
+            if doc.get("state") in FINAL:
+                return
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE)
+
+
+@router.get("/v1/events", response_class=StreamingResponse, responses=_RESPONSES)
+async def all_events(request: Request) -> StreamingResponse:
+    """Every image's state changes from now on (until the client goes away)."""
+    rt: Runtime = request.app.state.rt
+    base = base_url(request)
+
+    async def stream() -> AsyncIterator[str]:
+        yield ": connected\n\n"
+        async for item in _watch(rt, ">", skip_current=True):
+            yield ": keepalive\n\n" if item is None else _event(item[0], base, item[1])
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE)
+
+
+__all__ = ["router"]

@@ -1,0 +1,192 @@
+"""The on-the-fly option grammar: ``w:800/h:600/fit:cover/g:attention/f:webp/q:75/dpr:2``
+plus ``preset:NAME`` (a recipe variant), parsed once into frozen ``TransformOptions`` and
+resolved into a ``Variant`` for ``imaging.render``. Pure: no I/O.
+
+In ``/t/{signature}/{options}/{key}`` the options are the leading ``name:value`` segments with a
+known name; the key starts at the first other segment. A key whose first segment looks like an
+option (or is ``_``) is written after a ``_`` segment, which ends the options (``join_path``
+adds it when needed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+
+from ..recipe import FITS, FORMATS, GRAVITIES, MAX_SIDE, Recipe, RecipeError, Variant
+
+NAMES = ("w", "h", "fit", "g", "f", "q", "dpr", "preset")
+END = "_"
+TRANSFORM_FORMATS = (*FORMATS, "auto")
+MAX_DPR = 4.0
+_OPTION = re.compile(r"^(w|h|fit|g|f|q|dpr|preset):(.*)$", re.DOTALL)
+_INT = re.compile(r"^[0-9]{1,6}$")
+_DPR = re.compile(r"^[0-9](\.[0-9]{1,2})?$")
+_PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ALIASES = {"center": "centre", "smart": "attention", "jpg": "jpeg"}
+
+
+class BadOptions(ValueError):
+    """Options that cannot be used; the message names the option, the rule and the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransformOptions:
+    width: int | None = None
+    height: int | None = None
+    fit: str | None = None
+    gravity: str | None = None
+    format: str | None = None
+    quality: int | None = None
+    dpr: float | None = None
+    preset: str | None = None
+
+    def path(self) -> str:
+        """The canonical option segments (``w:800/h:600/…``), empty when there are none."""
+        parts = []
+        for name, attr in zip(NAMES, (f.name for f in fields(self)), strict=True):
+            value = getattr(self, attr)
+            if value is not None:
+                text = f"{value:g}" if isinstance(value, float) else str(value)
+                parts.append(f"{name}:{text}")
+        return "/".join(parts)
+
+
+_ATTRS = dict(zip(NAMES, (f.name for f in fields(TransformOptions)), strict=True))
+
+
+def _bad(name: str, rule: str, value: str) -> BadOptions:
+    return BadOptions(f"option {name} must be {rule} (got {value!r})")
+
+
+def _word(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    word = value.strip().lower()
+    word = _ALIASES.get(word, word)
+    if word not in allowed:
+        raise _bad(name, f"one of {', '.join(allowed)}", value)
+    return word
+
+
+def _value(name: str, value: str) -> object:
+    if name in ("w", "h"):
+        if not _INT.match(value) or not 1 <= int(value) <= MAX_SIDE:
+            raise _bad(name, f"a whole number from 1 to {MAX_SIDE}", value)
+        return int(value)
+    if name == "q":
+        if not _INT.match(value) or not 1 <= int(value) <= 100:
+            raise _bad(name, "a whole number from 1 to 100", value)
+        return int(value)
+    if name == "dpr":
+        if not _DPR.match(value) or not 0.5 <= float(value) <= MAX_DPR:
+            raise _bad(name, f"a number from 0.5 to {MAX_DPR:g} (like 2 or 1.5)", value)
+        return float(value)
+    if name == "fit":
+        return _word(name, value, FITS)
+    if name == "g":
+        return _word(name, value, GRAVITIES)
+    if name == "f":
+        return _word(name, value, TRANSFORM_FORMATS)
+    if not _PRESET.match(value):
+        raise _bad(name, "a variant name from the recipe", value)
+    return value
+
+
+def parse_segments(segments: list[str]) -> tuple[TransformOptions, int]:
+    """Parse leading option segments; returns the options and how many segments they took
+    (including a closing ``_``)."""
+    values: dict[str, object] = {}
+    used = 0
+    for segment in segments:
+        if segment == END:
+            used += 1
+            break
+        match = _OPTION.match(segment)
+        if not match:
+            break
+        name, value = match.groups()
+        if name in values:
+            raise BadOptions(f"option {name} given twice")
+        values[name] = _value(name, value)
+        used += 1
+    return TransformOptions(**{_ATTRS[n]: v for n, v in values.items()}), used  # type: ignore[arg-type]
+
+
+def parse_options(text: str) -> TransformOptions:
+    """Parse an options string (``w:800/h:600``; empty for none), rejecting anything else."""
+    segments = [s for s in text.strip("/").split("/") if s] if text.strip("/") else []
+    options, used = parse_segments(segments)
+    if used != len(segments) or END in segments:
+        bad = segments[used] if used < len(segments) else END
+        raise BadOptions(
+            f"unknown option {bad!r} (expected name:value with a name from {', '.join(NAMES)})"
+        )
+    return options
+
+
+def parse_path(path: str) -> tuple[TransformOptions, str]:
+    """``{options}/{key}`` (the part of a transform path after the signature) → both."""
+    segments = path.lstrip("/").split("/")
+    options, used = parse_segments(segments)
+    return options, "/".join(segments[used:])
+
+
+def join_path(options: str | TransformOptions, key: str) -> str:
+    """The signed path ``/{options}/{key}``, with a ``_`` when the key would read as options."""
+    opts = options.path() if isinstance(options, TransformOptions) else options.strip("/")
+    first = key.split("/", 1)[0]
+    marker = first == END or bool(_OPTION.match(first))
+    parts = [p for p in (opts, END if marker else "", key) if p]
+    return "/" + "/".join(parts)
+
+
+def negotiate(accept: str | None) -> str:
+    """``f:auto``: AVIF, else WebP, else JPEG, from what the client's ``Accept`` admits."""
+    accept = (accept or "").lower()
+    for fmt in ("avif", "webp"):
+        if f"image/{fmt}" in accept:
+            return fmt
+    return "jpeg"
+
+
+def to_variant(options: TransformOptions, recipe: Recipe, accept: str | None = None) -> Variant:
+    """Resolve options (over a preset, if named) into the one variant to render."""
+    changes: dict[str, object] = {}
+    if options.preset is not None:
+        preset = next((v for v in recipe if v.name == options.preset), None)
+        if preset is None:
+            raise BadOptions(
+                f"option preset must be one of {', '.join(recipe.names)} (got {options.preset!r})"
+            )
+        base = replace(preset, name="t")
+    else:
+        base = Variant(name="t", width=MAX_SIDE, height=MAX_SIDE, format="original")
+        if options.width is not None or options.height is not None:
+            changes = {"width": None, "height": None}  # only the sides asked for
+        elif options.fit not in (None, "inside"):
+            raise BadOptions(f"option fit:{options.fit} needs w and h")
+    for attr in ("width", "height", "fit", "gravity", "quality"):
+        if getattr(options, attr) is not None:
+            changes[attr] = getattr(options, attr)
+    if options.format is not None:
+        changes["format"] = negotiate(accept) if options.format == "auto" else options.format
+    dpr = options.dpr or 1.0
+    for side in ("width", "height"):
+        size = changes.get(side, getattr(base, side))
+        if isinstance(size, int) and dpr != 1.0:
+            changes[side] = max(1, min(MAX_SIDE, round(size * dpr)))
+    try:
+        return replace(base, **changes)  # type: ignore[arg-type]
+    except RecipeError as exc:
+        raise BadOptions(str(exc).replace('variant "t": ', "options: ")) from None
+
+
+__all__ = [
+    "NAMES",
+    "BadOptions",
+    "TransformOptions",
+    "join_path",
+    "negotiate",
+    "parse_options",
+    "parse_path",
+    "to_variant",
+]

@@ -1,0 +1,163 @@
+"""On-the-fly transforms: ``GET /t/{signature}/{options}/{key}``.
+
+signature check (403) → options and key (400) → the original's etag → the cache store, keyed by
+(key, source etag, resolved variant, output format), so an overwritten original never serves a
+stale result → on a miss, one render in the API's render pool (503 + ``Retry-After`` when every
+slot is taken; a bad or hostile source is a 422 with its failure kind, never a crash) → the
+result is kept in the cache store and served from there afterwards (ETag, 304, Range).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from ..errors import Kind, PixpipeError
+from ..imaging.inspect import sniff
+from ..recipe import EXTENSIONS, Variant
+from ..service import Runtime
+from ..stores import Meta, Store, validate_key
+from .delivery import MEDIA_TYPES, REVALIDATE, SAFE, serve
+from .metrics import Metrics
+from .models import Problem
+from .options import BadOptions, parse_path, to_variant
+from .renders import Busy, Renders
+from .signing import verify_path
+
+router = APIRouter(tags=["transforms"])
+_FORMATS = {media: fmt for fmt, media in MEDIA_TYPES.items()}
+_BY_EXTENSION = {ext: fmt for fmt, ext in EXTENSIONS.items()}
+_STATUS = {Kind.MISSING: 404, Kind.TRANSIENT: 503}  # the others (bad source): 422
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/*": {}}, "description": "The transformed image."},
+    **{code: {"model": Problem} for code in (400, 403, 404, 422, 503)},
+}
+
+
+def cache_key(key: str, etag: str | None, variant: Variant, fmt: str) -> str:
+    """Where a result lives in the cache store: ``{key hash}/{etag hash}/{variant hash}.{ext}``
+    (bounded length, and one prefix per original to clear with a lifecycle rule)."""
+
+    def digest(text: str, size: int) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+    spec = json.dumps([asdict(variant), fmt], sort_keys=True)
+    return f"{digest(key, 32)}/{digest(etag or '', 16)}/{digest(spec, 16)}.{EXTENSIONS[fmt]}"
+
+
+@router.get("/t/{signature}/{path:path}", response_class=Response, responses=_RESPONSES)
+async def transform(
+    request: Request, signature: str, path: str,
+    accept: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+    range: Annotated[str | None, Header()] = None,
+) -> Response:  # fmt: skip
+    """A signed on-the-fly rendition: ``w:800/h:600/fit:cover/g:attention/f:webp/q:75/dpr:2``,
+    ``f:auto`` (AVIF, WebP or JPEG from ``Accept``), ``preset:NAME`` (a recipe variant)."""
+    app = request.app
+    rt: Runtime = app.state.rt
+    if not verify_path(app.state.secret, signature, f"/{path}"):
+        raise HTTPException(403, "bad signature (make transform URLs with `pixpipe sign`)")
+    try:
+        options, key = parse_path(path)
+        validate_key(key)
+        variant = to_variant(options, rt.recipe, accept)
+    except BadOptions as exc:
+        raise HTTPException(400, str(exc)) from None
+    extra = {"Vary": "Accept"} if options.format == "auto" else {}
+    source, status = await rt.stores.originals.head(key), 200
+    if source is None:
+        source, status = await _fallback(rt), 404
+        if source is None:
+            raise HTTPException(404, f"no original {key!r}")
+    try:
+        fmt = variant.output_format(await _source_format(rt.stores.originals, source))
+        ckey = cache_key(source.key, source.etag, variant, fmt)
+        response = await _cached(app.state, ckey, if_none_match, range, extra)
+        if response is None:
+            response = await _render(app.state, source, variant, ckey, extra)
+    except PixpipeError as exc:
+        app.state.metrics.transforms.labels("error").inc()
+        headers = {"Retry-After": "5"} if exc.kind is Kind.TRANSIENT else None
+        body = {"detail": exc.message, "kind": exc.kind.value}
+        return JSONResponse(body, _STATUS.get(exc.kind, 422), headers=headers)
+    if status == 404:  # the fallback image, never cached as if it were the real one
+        response.status_code = 404
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _fallback(rt: Runtime) -> Meta | None:
+    key = rt.settings.api.transform_fallback
+    return await rt.stores.originals.head(key) if key else None
+
+
+async def _source_format(originals: Store, source: Meta) -> str:
+    """The original's format: its stored Content-Type where the store keeps one, else sniffed."""
+    if originals.has_attributes and source.content_type in _FORMATS:
+        return _FORMATS[source.content_type]
+    return sniff(await originals.get_range(source.key, 0, 4096))
+
+
+async def _cached(
+    state: Any, ckey: str, if_none_match: str | None, range_header: str | None,
+    extra: dict[str, str],
+) -> Response | None:  # fmt: skip
+    media = MEDIA_TYPES[_BY_EXTENSION[ckey.rsplit(".", 1)[1]]]
+    try:
+        response = await serve(
+            state.rt.stores.cache, ckey, REVALIDATE, if_none_match, range_header,
+            content_type=media, extra={**extra, "X-Cache": "hit"},
+        )  # fmt: skip
+    except HTTPException as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+    except PixpipeError as exc:
+        if exc.kind is Kind.MISSING:  # removed between the HEAD and the GET
+            return None
+        raise
+    metrics: Metrics = state.metrics
+    metrics.transforms.labels("hit").inc()
+    metrics.transform_cache_hits.inc()
+    return response
+
+
+async def _render(
+    state: Any, source: Meta, variant: Variant, ckey: str, extra: dict[str, str]
+) -> Response:
+    rt: Runtime = state.rt
+    renders: Renders = state.renders
+    metrics: Metrics = state.metrics
+
+    async def work() -> tuple[bytes, str, str | None]:
+        data = await rt.stores.originals.get(source.key)
+        started = time.perf_counter()
+        output = await renders.render(data, variant)
+        metrics.transform_seconds.observe(time.perf_counter() - started)
+        etag = await rt.stores.cache.put(
+            ckey, output.data, content_type=output.content_type, cache_control=REVALIDATE
+        )
+        return output.data, output.content_type, etag
+
+    try:
+        data, media, etag = await renders.once(ckey, work)
+    except Busy:
+        metrics.transforms.labels("busy").inc()
+        raise HTTPException(
+            503, "every transform slot is busy; retry shortly", headers={"Retry-After": "1"}
+        ) from None
+    metrics.transforms.labels("miss").inc()
+    headers = {"Cache-Control": REVALIDATE, "X-Cache": "miss", **SAFE, **extra}
+    if etag:
+        headers["ETag"] = f'"{etag.strip(chr(34))}"'
+    return Response(data, 200, headers, media_type=media)
+
+
+__all__ = ["cache_key", "router"]

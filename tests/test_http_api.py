@@ -1,0 +1,302 @@
+"""The API of PRODUCT.md §6 over real HTTP: uploads and every input check, state, live events,
+failures and retry, invoke, bucket notifications, health and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests import images
+from tests.test_http_harness import AUTH, MAX_BYTES, Live, live_pixpipe
+
+pytestmark = pytest.mark.timeout(120)
+JPEG = images.jpeg(images.photo(640, 400))
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    with live_pixpipe(tmp_path_factory) as pixpipe:
+        yield pixpipe
+
+
+# ---- uploads ------------------------------------------------------------------------------
+
+
+def test_upload_raw_body_then_variants_are_made(live: Live) -> None:
+    response = live.upload("users/42/IMG 0001.jpg", JPEG)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["key"] == "users/42/IMG 0001.jpg" and body["state"] == "pending"
+    assert body["original_url"].endswith("/images/original/users/42/IMG%200001.jpg")
+    assert body["variants"]["m"].endswith("/images/m/users/42/IMG%200001.jpg")
+    # The original is served as soon as the upload returns.
+    assert live.http.get(body["original_url"]).content == JPEG
+    state = live.wait("users/42/IMG 0001.jpg")
+    assert state["state"] == "done"
+    m = state["variants"]["m"]
+    assert (m["width"], m["height"], m["format"]) == (640, 400, "jpeg")
+    assert set(state["variants"]) == {"xl", "l", "m", "s", "sq-m", "sq-s"}
+    assert state["placeholder"] and state["dominant"].startswith("#")
+    assert live.http.get(state["variants"]["sq-s"]["url"]).headers["content-type"] == "image/jpeg"
+
+
+def test_upload_multipart_field_file(live: Live) -> None:
+    files = {"file": ("a.png", images.png(images.photo(300, 200)), "image/png")}
+    response = live.http.post("/v1/images", params={"key": "multi/a.png"}, files=files,
+                              headers=AUTH)  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert live.wait("multi/a.png")["variants"]["s"]["width"] == 300
+
+
+def test_multipart_without_file_field_is_400(live: Live) -> None:
+    response = live.http.post("/v1/images", params={"key": "x.jpg"}, files={"other": JPEG},
+                              headers=AUTH)  # fmt: skip
+    assert response.status_code == 400
+    assert "file" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "x"}])
+def test_write_endpoints_need_the_api_key(live: Live, headers: dict[str, str]) -> None:
+    calls = [
+        ("POST", "/v1/images?key=a.jpg"), ("POST", "/v1/uploads"), ("POST", "/v1/invoke"),
+        ("POST", "/v1/failures/a.jpg/retry"), ("POST", "/v1/events/s3"),
+    ]  # fmt: skip
+    for method, path in calls:
+        response = live.http.request(method, path, content=JPEG, headers=headers)
+        assert response.status_code == 401, (path, response.text)
+        assert "Bearer" in response.json()["detail"]
+
+
+BAD_KEYS = ["/abs.jpg", "a/../b.jpg", "./a.jpg", "a//b.jpg", "a\\b.jpg", "tab\there.jpg",
+            "x" * 1025, "a/b#1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_bad_keys_are_400(live: Live, key: str) -> None:
+    response = live.upload(key, JPEG)
+    assert response.status_code == 400, response.text
+    assert "key" in response.json()["detail"]
+
+
+def test_missing_or_empty_key_is_rejected(live: Live) -> None:
+    assert live.http.post("/v1/images", content=JPEG, headers=AUTH).status_code == 422
+    assert live.upload("", JPEG).status_code in (400, 422)
+
+
+def test_oversized_upload_is_413(live: Live) -> None:
+    response = live.upload("big.jpg", b"\xff\xd8\xff" + b"\0" * MAX_BYTES)
+    assert response.status_code == 413
+    assert response.json()["kind"] == "too_large"
+    assert live.state("big.jpg") is None
+
+
+def test_oversized_upload_without_content_length_is_413(live: Live) -> None:
+    def chunks():  # chunked transfer: the limit is enforced while streaming
+        for _ in range(MAX_BYTES // 65536 + 2):
+            yield b"\0" * 65536
+
+    response = live.http.post("/v1/images", params={"key": "big2.jpg"}, content=chunks(),
+                              headers=AUTH)  # fmt: skip
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("data", [b"hello, world", b"<html><body>hi</body></html>",
+                                  images.random_bytes(5000)])  # fmt: skip
+def test_non_image_is_415(live: Live, data: bytes) -> None:
+    response = live.upload("not-an-image.jpg", data)
+    assert response.status_code == 415
+    assert response.json()["kind"] == "unsupported"
+
+
+def test_empty_upload_is_400(live: Live) -> None:
+    assert live.upload("empty.jpg", b"").status_code == 400
+
+
+def test_bomb_upload_is_kept_and_fails_as_too_large(live: Live) -> None:
+    assert live.upload("bombs/png.png", images.png_bomb()).status_code == 201
+    state = live.wait("bombs/png.png")
+    assert state["state"] == "failed"
+    assert state["error"]["kind"] == "too_large"
+
+
+# ---- state, listing, live events ----------------------------------------------------------
+
+
+def test_unknown_image_is_404_and_bad_key_400(live: Live) -> None:
+    assert live.http.get("/v1/images/nope/none.jpg").status_code == 404
+    assert live.http.get("/v1/images/a/../b").status_code in (400, 404)
+    assert live.http.get("/v1/images/a%5Cb").status_code == 400
+
+
+def test_recent_images_newest_first(live: Live) -> None:
+    live.processed("recent/1.jpg", JPEG)
+    live.processed("recent/2.jpg", JPEG)
+    listed = [s["key"] for s in live.http.get("/v1/images", params={"limit": 1000}).json()]
+    assert listed.index("recent/2.jpg") < listed.index("recent/1.jpg")
+    done = live.http.get("/v1/images", params={"state": "done", "limit": 1000}).json()
+    assert {s["state"] for s in done} == {"done"}
+    assert live.http.get("/v1/images", params={"state": "odd"}).status_code == 422
+    assert live.http.get("/v1/images", params={"limit": 0}).status_code == 422
+
+
+def _sse(response: httpx.Response) -> list[dict]:
+    events, data = [], None
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            data = json.loads(line[6:])
+        elif line == "" and data is not None:
+            events.append(data)
+            data = None
+            if events[-1]["state"] in ("done", "failed"):
+                break
+    return events
+
+
+def test_events_stream_until_done(live: Live) -> None:
+    key = "sse/live one.jpg"
+    assert live.upload(key, JPEG).status_code == 201
+    with live.http.stream("GET", f"/v1/images/{quote(key)}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = _sse(response)
+    assert events[-1]["state"] == "done"
+    assert events[-1]["variants"]["m"]["width"] == 640
+    # Already done: the stream says so at once and ends.
+    with live.http.stream("GET", f"/v1/images/{quote(key)}/events") as response:
+        assert [e["state"] for e in _sse(response)] == ["done"]
+
+
+def test_events_stream_ends_on_failure(live: Live) -> None:
+    key = "sse/broken.jpg"
+    assert live.upload(key, images.truncated(JPEG)).status_code == 201
+    with live.http.stream("GET", f"/v1/images/{quote(key)}/events") as response:
+        events = _sse(response)
+    assert events[-1]["state"] == "failed"
+    assert events[-1]["error"]["kind"] == "corrupt"
+
+
+def test_events_for_unknown_image_is_404(live: Live) -> None:
+    assert live.http.get("/v1/images/never/seen.jpg/events").status_code == 404
+
+
+def test_all_events_stream_sees_new_uploads(live: Live) -> None:
+    with live.http.stream("GET", "/v1/events") as response:
+        lines = response.iter_lines()
+        assert next(lines) == ": connected"
+        assert live.upload("sse/all.jpg", JPEG).status_code == 201
+        seen = []
+        for line in lines:
+            if line.startswith("data: "):
+                state = json.loads(line[6:])
+                if state["key"] == "sse/all.jpg":
+                    seen.append(state["state"])
+                    if state["state"] == "done":
+                        break
+    assert seen[0] == "pending" and seen[-1] == "done"
+
+
+# ---- failures and retry -------------------------------------------------------------------
+
+
+def test_failure_listed_then_retried(live: Live) -> None:
+    key = "fail/corrupt photo.jpg"
+    assert live.upload(key, images.truncated(JPEG)).status_code == 201
+    assert live.wait(key)["state"] == "failed"
+    listed = {f["key"]: f for f in live.http.get("/v1/failures").json()}
+    assert listed[key]["kind"] == "corrupt" and listed[key]["message"]
+    # Quarantined originals are never served.
+    assert live.http.get(f"/images/original/{quote(key)}").status_code == 404
+    response = live.http.post(f"/v1/failures/{quote(key)}/retry", headers=AUTH)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"key": key, "state": "pending"}
+    assert live.wait(key)["state"] == "failed"  # still corrupt: fails again, nothing lost
+
+
+def test_retry_of_an_image_that_did_not_fail_is_409(live: Live) -> None:
+    live.processed("fail/fine.jpg", JPEG)
+    assert live.http.post("/v1/failures/fail/fine.jpg/retry", headers=AUTH).status_code == 409
+    assert live.http.post("/v1/failures/fail/unknown.jpg/retry", headers=AUTH).status_code == 409
+
+
+# ---- invoke -------------------------------------------------------------------------------
+
+
+def test_invoke_resizes_now(live: Live) -> None:
+    live.processed("inv/photo.jpg", JPEG)
+    response = live.http.post("/v1/invoke", json={"key": "inv/photo.jpg", "maxDimension": 100},
+                              headers=AUTH)  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["resultKey"] == "max100/inv/photo.jpg"
+    assert (body["width"], body["height"]) == (100, 62)
+    served = live.http.get(body["url"])
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+    assert images.decoded(served.content).width == 100
+
+
+@pytest.mark.parametrize(("payload", "status"), [
+    ({"key": "inv/none.jpg", "maxDimension": 100}, 404),
+    ({"key": "../x.jpg", "maxDimension": 100}, 400),
+    ({"key": "inv/photo.jpg", "maxDimension": 0}, 422),
+    ({"key": "inv/photo.jpg", "maxDimension": "big"}, 422),
+    ({"key": "inv/photo.jpg"}, 422),
+])  # fmt: skip
+def test_invoke_input_checks(live: Live, payload: dict, status: int) -> None:
+    response = live.http.post("/v1/invoke", json=payload, headers=AUTH)
+    assert response.status_code == status, response.text
+
+
+# ---- bucket notifications, health, metrics ------------------------------------------------
+
+
+def test_s3_notification_endpoint(live: Live) -> None:
+    live.processed("s3n/a b.jpg", JPEG)
+    record = {"eventName": "ObjectCreated:Put",
+              "s3": {"bucket": {"name": "b"}, "object": {"key": "s3n/a+b.jpg", "size": 1}}}
+    response = live.http.post("/v1/events/s3", json={"Records": [record]}, headers=AUTH)
+    assert response.status_code == 202 and response.json() == {"accepted": ["s3n/a b.jpg"]}
+    bad = live.http.post("/v1/events/s3", content=b'{"Records": [{"eventName": '
+                         b'"ObjectCreated:Put", "s3": {}}]}', headers=AUTH)  # fmt: skip
+    assert bad.status_code == 400
+    evil = {"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "..%2Fx", "size": 1}}}
+    assert live.http.post("/v1/events/s3", json={"Records": [evil]},
+                          headers=AUTH).status_code == 400  # fmt: skip
+
+
+def test_health_and_readiness(live: Live) -> None:
+    assert live.http.get("/healthz").json() == {"status": "ok"}
+    assert live.http.get("/readyz").json() == {"status": "ok", "problems": []}
+
+
+def test_metrics(live: Live) -> None:
+    live.processed("metrics/a.jpg", JPEG)
+    text = live.http.get("/metrics").text
+    for name in (
+        'pixpipe_uploads_total{via="api"}', "pixpipe_images_processed_total",
+        'pixpipe_images_failed_total{kind="corrupt"}', "pixpipe_processing_seconds_bucket",
+        'pixpipe_consumer_pending{consumer="variants"}', "pixpipe_transform_cache_hits_total",
+    ):  # fmt: skip
+        assert name in text, name
+    processed = _value(text, "pixpipe_images_processed_total")
+    assert processed >= 1 and _value(text, "pixpipe_processing_seconds_count") >= 1
+
+
+def _value(text: str, name: str) -> float:
+    lines = text.splitlines()
+    return next(float(line.split()[-1]) for line in lines if line.startswith(name + " "))
+
+
+def test_openapi_has_every_endpoint_with_examples(live: Live) -> None:
+    spec = live.http.get("/openapi.json").json()
+    for path in ("/v1/images", "/v1/uploads", "/v1/images/{key}", "/v1/images/{key}/events",
+                 "/v1/invoke", "/v1/failures", "/v1/failures/{key}/retry",
+                 "/images/original/{key}", "/images/{variant}/{rest}",
+                 "/t/{signature}/{path}", "/metrics", "/healthz", "/readyz"):  # fmt: skip
+        assert path in spec["paths"], path
+    schemas = spec["components"]["schemas"]
+    assert schemas["InvokeRequest"]["examples"][0] == {"key": "users/42/IMG 0001.jpg",
+                                                       "maxDimension": 800}  # fmt: skip
+    assert "examples" in schemas["Uploaded"] and "examples" in schemas["ImageState"]
