@@ -309,3 +309,74 @@ def cost(
         run(options)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+
+
+@app.command()
+def sign(
+    options: Annotated[str, typer.Argument(help="e.g. w:800/h:600/fit:cover ('' for none).")],
+    key: Annotated[str, typer.Argument(help="The original's key.")],
+    base: Annotated[
+        str, typer.Option("--base", help="Base URL to prefix (e.g. https://img.example).")
+    ] = "",
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """Print a signed on-the-fly URL: /t/{signature}/{options}/{key}.
+
+    Options: w, h (pixels), fit (inside|cover|contain|fill), g (gravity: centre, north, …,
+    attention, entropy), f (jpeg|webp|avif|png|gif|original|auto), q (1-100), dpr (0.5-4),
+    preset (a recipe variant). The secret is api.signing_secret, or the one `pixpipe up` made.
+    """
+    from .http.options import BadOptions, parse_options
+    from .http.signing import signing_secret, transform_path
+    from .stores import BadKey, validate_key
+
+    settings = _settings(config, data_dir)
+    try:
+        parse_options(options)
+        validate_key(key)
+    except (BadOptions, BadKey) as exc:
+        raise fail(str(exc)) from None
+    secret = signing_secret(settings)
+    if not secret:
+        raise fail("no signing secret: set api.signing_secret (PIXPIPE_API__SIGNING_SECRET) "
+                   "or run `pixpipe up` once to make one in the data dir")  # fmt: skip
+    sys.stdout.write(base.rstrip("/") + transform_path(secret, options, key) + "\n")
+
+
+@app.command()
+def invoke(
+    key: Annotated[str, typer.Argument(help="The original's key.")],
+    max_dimension: Annotated[
+        int, typer.Option("--max-dimension", min=1, max=16383, help="Fit within N×N pixels.")
+    ],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """Resize one stored original now (no bus needed) and print {"resultKey": …} as JSON."""
+    import asyncio
+
+    from .errors import PixpipeError
+    from .http.invoke import invoke_key
+    from .pool import RenderPool
+    from .stores import BadKey, open_stores, validate_key
+
+    settings = _settings(config, data_dir)
+    try:
+        validate_key(key)
+    except BadKey as exc:
+        raise fail(str(exc)) from None
+
+    async def run() -> dict[str, Any]:
+        pool = RenderPool(1, settings.limits.frozen())
+        try:
+            async def render(data: bytes, variant: Any) -> Any:
+                return (await pool.render(data, Recipe((variant,)))).variants[0]
+
+            return await invoke_key(open_stores(settings), render, key, max_dimension)
+        finally:
+            await asyncio.to_thread(pool.close)
+
+    try:
+        result = asyncio.run(run())
+    except PixpipeError as exc:
+        raise fail(f"{key}: {exc}", 1) from None
+    sys.stdout.write(json.dumps(result) + "\n")

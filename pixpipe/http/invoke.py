@@ -8,7 +8,8 @@ so served at ``/images/max800/users/42/a.jpg``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -18,12 +19,16 @@ from ..errors import Kind, PixpipeError
 from ..recipe import Variant, strip_extension
 from ..results import CACHE_CONTROL
 from ..service import Runtime
-from ..stores import validate_key
+from ..stores import Stores, validate_key
 from .api import base_url
 from .auth import AUTH
 from .models import InvokeRequest, InvokeResult, Problem
 from .renders import Busy, Renders
 
+if TYPE_CHECKING:
+    from ..imaging import Output
+
+Render = Callable[[bytes, Variant], Awaitable["Output"]]
 router = APIRouter(tags=["images"])
 _STATUS = {Kind.MISSING: 404, Kind.TRANSIENT: 503}
 
@@ -32,6 +37,19 @@ def invoke_variant(max_dimension: int) -> Variant:
     """The variant ``POST /v1/invoke`` renders for ``maxDimension``."""
     return Variant(f"max{max_dimension}", max_dimension, max_dimension, "inside",
                    format="original")  # fmt: skip
+
+
+async def invoke_key(
+    stores: Stores, render: Render, key: str, max_dimension: int
+) -> dict[str, Any]:
+    """Render ``max{N}`` of one stored original into the variants store (API and CLI)."""
+    variant = invoke_variant(max_dimension)
+    data = await stores.originals.get(key)
+    output = await render(data, variant)
+    result_key = f"{variant.name}/{strip_extension(key)}.{output.extension}"
+    await stores.variants.put(result_key, output.data, content_type=output.content_type,
+                              cache_control=CACHE_CONTROL)  # fmt: skip
+    return {"resultKey": result_key, "width": output.width, "height": output.height}
 
 
 @router.post(
@@ -46,12 +64,7 @@ async def invoke(request: Request, body: InvokeRequest) -> Any:
     variant = invoke_variant(body.max_dimension)
 
     async def work() -> dict[str, Any]:
-        data = await rt.stores.originals.get(key)
-        output = await renders.render(data, variant)
-        result_key = f"{variant.name}/{strip_extension(key)}.{output.extension}"
-        await rt.stores.variants.put(result_key, output.data, content_type=output.content_type,
-                                     cache_control=CACHE_CONTROL)  # fmt: skip
-        return {"resultKey": result_key, "width": output.width, "height": output.height}
+        return await invoke_key(rt.stores, renders.render, key, body.max_dimension)
 
     try:
         result = await renders.once(f"invoke:{variant.name}:{key}", work)
@@ -64,4 +77,4 @@ async def invoke(request: Request, body: InvokeRequest) -> Any:
     return {**result, "url": f"{base_url(request)}/images/{quote(result['resultKey'])}"}
 
 
-__all__ = ["invoke_variant", "router"]
+__all__ = ["invoke_key", "invoke_variant", "router"]
