@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -184,6 +184,22 @@ def parse_s3_notification(payload: dict[str, Any] | str | bytes) -> list[ObjectC
     return list(_walk(payload))
 
 
+def objects_in(store_url: str, payload: dict[str, Any] | str | bytes) -> list[ObjectCreated]:
+    """The objects a notification names that lie in the store at ``store_url``, with keys made
+    relative to it: notifications give the bucket and the full object key, while an
+    ``s3://bucket/prefix`` store addresses objects below its prefix. Objects of other buckets
+    or outside the prefix are left out (a shared bucket notifies about everything)."""
+    parts = urlsplit(store_url)
+    prefix = parts.path.strip("/") + "/" if parts.path.strip("/") else ""
+    out = []
+    for event in _walk(payload):
+        if not parts.scheme.startswith("s3"):
+            out.append(event)  # relayed for a non-S3 store: the keys are ours already
+        elif (not event.bucket or event.bucket == parts.netloc) and event.key.startswith(prefix):
+            out.append(event.model_copy(update={"key": event.key[len(prefix) :]}))
+    return out
+
+
 __all__ = [
     "EVENTS",
     "SUBJECT_BATCH_DONE",
@@ -196,6 +212,7 @@ __all__ = [
     "ImageProcessed",
     "ObjectCreated",
     "VariantInfo",
+    "objects_in",
     "parse",
     "parse_s3_notification",
 ]

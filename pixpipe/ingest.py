@@ -18,7 +18,7 @@ from watchfiles import Change, awatch
 
 from . import bus
 from .errors import Kind, PixpipeError
-from .events import ObjectCreated, parse_s3_notification
+from .events import ObjectCreated, objects_in
 from .results import error_key
 from .service import Runtime, log
 
@@ -51,8 +51,9 @@ async def announce(rt: Runtime, key: str) -> ObjectCreated:
 
 
 async def ingest_s3(rt: Runtime, payload: Any) -> list[ObjectCreated]:
-    """An S3/MinIO/EventBridge notification (SNS/SQS-wrapped too) → published events."""
-    return [await publish_created(rt, event) for event in parse_s3_notification(payload)]
+    """An S3/MinIO/EventBridge notification (SNS/SQS-wrapped too) → published events, for the
+    objects in the originals store (see :func:`events.objects_in`)."""
+    return [await publish_created(rt, e) for e in objects_in(rt.stores.originals.url, payload)]
 
 
 def _dropped_key(root: Path, path: str) -> str | None:

@@ -4,6 +4,7 @@ caller. Used by ``pixpipe process`` and by the pipeline's workers."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 from concurrent.futures import TimeoutError
 from typing import Any
@@ -34,10 +35,15 @@ def threads_per_process(workers: int) -> int:
 
 
 def start_pool(workers: int, initializer: Any = init_process, initargs: tuple[Any, ...] = ()):
-    """A pebble process pool whose processes run ``initializer(*initargs)`` first."""
+    """A pebble process pool whose processes run ``initializer(*initargs)`` first.
+
+    Spawned, not forked: a fork of a process whose libvips threads are running (a test, an
+    app that rendered something itself) can inherit a held lock and hang forever.
+    """
     return ProcessPool(
         max_workers=workers, max_tasks=MAX_TASKS_PER_PROCESS,
         initializer=initializer, initargs=initargs or (threads_per_process(workers),),
+        context=multiprocessing.get_context("spawn"),
     )  # fmt: skip
 
 

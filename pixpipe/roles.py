@@ -116,12 +116,17 @@ async def _keep_alive(server: EmbeddedServer, stop: asyncio.Event) -> None:
 
 
 async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
-    """Wait for ``stop``; a role that crashes stops everything (and is logged)."""
+    """Wait for ``stop``; a role that crashes stops everything (and is logged). A role with
+    nothing to do (no folder to watch) may end quietly."""
     waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not waiter and task.exception():
-            log.error("a role stopped: %r", task.exception())
+    pending: set[asyncio.Task[None]] = {waiter, *tasks}
+    while not stop.is_set():
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        crashed = [t for t in done if t is not waiter and t.exception()]
+        for task in crashed:
+            log.error("a role stopped: %r", task.exception(), exc_info=task.exception())
+        if crashed:
+            break
     stop.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:

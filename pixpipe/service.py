@@ -60,8 +60,10 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         kv = await bus.ensure_topology(js, settings.retry)
         yield Runtime(settings, nc, js, States(kv), open_stores(settings), settings.recipe)
     finally:
+        # close, not drain: the roles have stopped pulling, and anything unacknowledged is
+        # redelivered anyway; a drain would wait out its timeout on idle pull subscriptions.
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.close()
 
 
 @contextlib.asynccontextmanager

@@ -24,9 +24,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..events import ObjectCreated, parse_s3_notification
+from ..events import ObjectCreated, objects_in
 from .jobs import Outcome, back_up, handle_created, resize
-from .runtime import Runtime, run, runtime, store_key
+from .runtime import Runtime, run, runtime
 
 logger = Logger(service="pixpipe.aws")
 metrics = Metrics(namespace="pixpipe", service="pixpipe")
@@ -40,17 +40,8 @@ def _is_sqs(event: dict[str, Any]) -> bool:
 
 
 def _objects(rt: Runtime, payload: Any) -> list[ObjectCreated]:
-    """The originals a notification names, as keys of the originals store; objects of other
-    buckets or outside the store's prefix are ignored (with a log line)."""
-    out = []
-    for created in parse_s3_notification(payload):
-        key = store_key(rt.stores.originals, created.bucket, created.key)
-        if key is None:
-            logger.warning("ignored %s/%s: not in %s", created.bucket, created.key,
-                           rt.stores.originals.url)  # fmt: skip
-            continue
-        out.append(created.model_copy(update={"key": key}))
-    return out
+    """The originals a notification names, as keys of the originals store."""
+    return objects_in(rt.stores.originals.url, payload)
 
 
 async def _each(rt: Runtime, job: Job, objects: list[ObjectCreated], attempt: int) -> list[Outcome]:

@@ -23,12 +23,11 @@ from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ..config import Limits, Settings, load_settings
 from ..errors import Kind, PixpipeError
 from ..recipe import Recipe
-from ..stores import STORE_NAMES, Store, Stores, open_store
+from ..stores import STORE_NAMES, Stores, open_store
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -123,21 +122,4 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
-def store_key(store: Store, bucket: str | None, key: str) -> str | None:
-    """The pixpipe key of an object a notification names, or ``None`` if it is not in
-    ``store``: S3 notifications give the bucket and the full object key, while an
-    ``s3://bucket/prefix`` store addresses objects relative to its prefix."""
-    parts = urlsplit(store.url)
-    if not parts.scheme.startswith("s3"):
-        return key
-    if bucket and bucket != parts.netloc:
-        return None
-    prefix = parts.path.strip("/")
-    if not prefix:
-        return key
-    if not key.startswith(prefix + "/"):
-        return None
-    return key[len(prefix) + 1 :]
-
-
-__all__ = ["Runtime", "recipe_id", "run", "runtime", "store_key"]
+__all__ = ["Runtime", "recipe_id", "run", "runtime"]

@@ -160,6 +160,8 @@ def _in_fresh_process(
     from ..pool import init_process
 
     context = multiprocessing.get_context("forkserver")
+    # Importing pyvips starts no thread, so the server may hold it ready for every child.
+    context.set_forkserver_preload(["pixpipe.imaging"])
     with ProcessPoolExecutor(
         max_workers=1, mp_context=context, initializer=init_process, initargs=(threads,)
     ) as pool:

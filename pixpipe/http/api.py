@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from ..events import parse_s3_notification
+from ..events import objects_in
 from ..ingest import NotFailed, publish_created, retry_failed
 from ..service import Runtime
 from ..state import STATES
@@ -94,14 +94,15 @@ async def retry_failure(request: Request, key: str) -> dict[str, Any]:
 )  # fmt: skip
 async def s3_events(request: Request) -> dict[str, Any]:
     """An S3/MinIO bucket notification (or an SNS/SQS/EventBridge-wrapped one)."""
+    rt = request.app.state.rt
     try:
-        events = parse_s3_notification(await request.body())
+        events = objects_in(rt.stores.originals.url, await request.body())
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise HTTPException(400, f"not an S3 notification: {exc!r}") from None
     for event in events:
         validate_key(event.key)
     for event in events:
-        await publish_created(request.app.state.rt, event)
+        await publish_created(rt, event)
     return {"accepted": [e.key for e in events]}
 
 

@@ -1,0 +1,245 @@
+"""The event-driven pipeline on a real nats-server: upload → variants + backup + events,
+idempotence, quarantine, ingest from folders and S3 notifications, signed webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pixpipe import bus
+from pixpipe.events import ObjectCreated
+from pixpipe.stores import open_store
+
+from . import images
+from .pipeline import Pipeline, WebhookReceiver, eventually, make_settings, running
+
+KEY = "users/42/IMG 0001.jpg"
+SIX = {"xl", "l", "m", "s", "sq-m", "sq-s"}
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+def _store_overrides(scheme: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict:
+    if scheme == "file":
+        return {}
+    moto = request.getfixturevalue("aws_env")
+    prefix = f"s3://{moto.bucket}/{uuid.uuid4().hex[:8]}"
+    names = ("originals", "variants", "backup", "quarantine", "cache")
+    return {"stores": {name: f"{prefix}/{name}" for name in names}}
+
+
+@pytest.mark.parametrize("scheme", ["file", "s3"])
+async def test_upload_becomes_variants_backup_event_and_done(
+    scheme: str, tmp_path: Path, nats_server_private, webhook, request
+):
+    settings = make_settings(
+        tmp_path, nats_server_private.url,
+        webhooks=[{"url": webhook.url, "secret": "s3cret"}],
+        **_store_overrides(scheme, tmp_path, request),
+    )  # fmt: skip
+    async with running(settings) as pipe:
+        original = images.jpeg(images.photo(2400, 1600))
+        response = await pipe.upload(KEY, original)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["state"] == "pending" and set(body["variants"]) == SIX
+        assert body["variants"]["m"].endswith("/images/m/users/42/IMG%200001.jpg")
+
+        state = await pipe.wait(KEY)
+        assert state["state"] == "done", state
+        sizes = {n: (v["width"], v["height"]) for n, v in state["variants"].items()}
+        assert sizes == {"xl": (2048, 1365), "l": (1280, 853), "m": (800, 533),
+                         "s": (400, 267), "sq-m": (600, 600), "sq-s": (150, 150)}  # fmt: skip
+        variant = await pipe.http.get("/images/m/users/42/IMG 0001.jpg")
+        assert variant.status_code == 200 and variant.headers["content-type"] == "image/jpeg"
+        assert images.decoded(variant.content).width == 800
+        assert "immutable" in variant.headers["cache-control"]
+        assert (await pipe.http.get(f"/images/original/{KEY}")).content == original
+
+        await eventually(lambda: pipe.rt.stores.backup.exists(KEY))
+        assert await pipe.rt.stores.backup.get(KEY) == original
+        await eventually(lambda: len(pipe.subjects("pixpipe.image.processed")) == 1)
+        processed = pipe.subjects("pixpipe.image.processed")[0]
+        assert processed["key"] == KEY and {v["name"] for v in processed["variants"]} == SIX
+
+        await eventually(lambda: len(webhook.calls) == 1)
+        headers, payload = webhook.calls[0]
+        expected = hmac.new(b"s3cret", payload, hashlib.sha256).hexdigest()
+        assert headers["X-Pixpipe-Signature"] == f"sha256={expected}"
+        assert json.loads(payload)["key"] == KEY
+
+
+async def test_same_event_three_times_makes_one_set_and_one_notification(
+    tmp_path: Path, nats_server_private, webhook
+):
+    settings = make_settings(
+        tmp_path, nats_server_private.url, webhooks=[{"url": webhook.url, "secret": "k"}]
+    )
+    async with running(settings) as pipe:
+        await pipe.rt.stores.originals.put(KEY, images.jpeg(images.photo(1200, 800)))
+        meta = await pipe.rt.stores.originals.head(KEY)
+        event = ObjectCreated(key=KEY, size=meta.size, etag=meta.etag)
+        for _ in range(3):  # the same upload announced three times: stored once
+            await bus.publish_event(pipe.rt.js, event)
+        await pipe.wait(KEY)
+        made = _mtimes(tmp_path / "variants")
+        for n in range(2):  # redelivered under other ids (a watcher, an S3 notification …)
+            await bus.publish(pipe.rt.js, event.subject, event.to_dict(), f"again-{n}")
+        await eventually(lambda: len(webhook.calls) >= 1)
+        await _quiet(pipe)
+        assert len(pipe.subjects("pixpipe.image.processed")) == 1
+        assert len(webhook.calls) == 1
+        assert _mtimes(tmp_path / "variants") == made, "variants were rewritten"
+        assert len(made) == 6
+
+
+async def test_corrupt_and_bomb_are_quarantined_listed_and_not_retried(
+    tmp_path: Path, nats_server_private
+):
+    settings = make_settings(tmp_path, nats_server_private.url)
+    async with running(settings) as pipe:
+        bad = {"bad/half.jpg": images.truncated(images.jpeg()), "bad/bomb.png": images.png_bomb()}
+        for key, data in bad.items():
+            assert (await pipe.upload(key, data)).status_code == 201
+        kinds = {key: (await pipe.wait(key))["error"]["kind"] for key in bad}
+        assert kinds == {"bad/half.jpg": "corrupt", "bad/bomb.png": "too_large"}
+        for key, data in bad.items():
+            state = await pipe.rt.states.get(key)
+            assert state["attempts"] == 1, "a permanent failure burnt a retry"
+            assert await pipe.rt.stores.quarantine.get(key) == data
+            record = json.loads(await pipe.rt.stores.quarantine.get(f"{key}.error.json"))
+            assert record["kind"] == kinds[key] and record["message"]
+            assert not await pipe.rt.stores.originals.exists(key), "original not moved"
+        listed = (await pipe.http.get("/v1/failures")).json()
+        assert {f["key"]: f["kind"] for f in listed} == kinds
+        failed = pipe.subjects("pixpipe.image.failed")
+        assert sorted(f["key"] for f in failed) == sorted(bad)
+
+        # Retrying puts it back in line; it fails the same way, still without burning retries.
+        retry = await pipe.http.post(
+            "/v1/failures/bad/half.jpg/retry", headers={"Authorization": "Bearer test-key"}
+        )
+        assert retry.status_code == 202
+        await eventually(lambda: len(pipe.subjects("pixpipe.image.failed")) == 3)
+        state = await pipe.wait("bad/half.jpg")
+        assert state["state"] == "failed" and state["attempts"] == 1
+
+
+async def test_non_images_and_oversized_uploads_are_refused_at_the_door(
+    tmp_path: Path, nats_server_private
+):
+    settings = make_settings(tmp_path, nats_server_private.url, limits={"max_input_bytes": 5000})
+    async with running(settings) as pipe:
+        assert (await pipe.upload("a.jpg", b"just some text")).status_code == 415
+        assert (await pipe.upload("b.jpg", images.jpeg())).status_code == 413
+        assert (await pipe.upload("../x.jpg", images.jpeg(images.solid(8, 8)))).status_code == 400
+        unauthorised = await pipe.http.post("/v1/images", params={"key": "c.jpg"}, content=b"x")
+        assert unauthorised.status_code == 401
+        assert not await pipe.rt.stores.originals.exists("a.jpg")
+
+
+async def test_file_dropped_into_the_originals_folder_is_processed(
+    tmp_path: Path, nats_server_private
+):
+    settings = make_settings(tmp_path, nats_server_private.url)
+    async with running(settings) as pipe:
+        folder = pipe.rt.stores.originals.local_root
+        assert folder is not None
+        (folder / "dropped" / "by hand").mkdir(parents=True)
+        (folder / "dropped" / "by hand" / "pic.png").write_bytes(images.png(images.photo(900, 600)))
+        state = await pipe.wait("dropped/by hand/pic.png")
+        assert state["state"] == "done"
+        assert (tmp_path / "variants" / "m" / "dropped" / "by hand" / "pic.jpg").is_file()
+
+
+async def test_s3_notification_json_is_processed(
+    tmp_path: Path, nats_server_private, aws_env, request
+):
+    settings = make_settings(
+        tmp_path, nats_server_private.url, **_store_overrides("s3", tmp_path, request)
+    )
+    async with running(settings) as pipe:
+        originals = settings.store_url("originals")
+        bucket, _, prefix = originals.removeprefix("s3://").partition("/")
+        store = open_store(originals)
+        keys = ["from s3/IMG 0002.jpg", "from nats/IMG 0003.jpg"]
+        for key in keys:
+            await store.put(key, images.jpeg(images.photo(640, 480)))
+        # AWS's shape: keys URL-encoded with '+' for spaces.
+        via_http = _s3_event(bucket, f"{prefix}/from+s3/IMG+0002.jpg")
+        response = await pipe.http.post(
+            "/v1/events/s3", content=json.dumps(via_http),
+            headers={"Authorization": "Bearer test-key"},
+        )  # fmt: skip
+        assert response.status_code == 202, response.text
+        via_nats = _s3_event(bucket, f"{prefix}/from+nats/IMG+0003.jpg")
+        await pipe.rt.nc.publish("pixpipe.ingest.s3", json.dumps(via_nats).encode())
+        for key in keys:
+            assert (await pipe.wait(key))["state"] == "done", key
+
+
+async def test_webhook_retries_reach_the_receiver_after_it_comes_back(
+    tmp_path: Path, nats_server_private, webhook
+):
+    webhook.failing = True
+    settings = make_settings(
+        tmp_path, nats_server_private.url, webhooks=[{"url": webhook.url, "secret": "k"}],
+        retry={"attempts": 4, "backoff_s": [1, 1, 1]},
+    )  # fmt: skip
+    async with running(settings) as pipe:
+        await pipe.upload(KEY, images.jpeg(images.photo(800, 600)))
+        await pipe.wait(KEY)
+        await eventually(lambda: len(pipe.subjects("pixpipe.image.processed")) == 1)
+        assert webhook.calls == []
+        webhook.failing = False
+        await eventually(lambda: len(webhook.calls) == 1, timeout=20)
+        assert json.loads(webhook.calls[0][1])["key"] == KEY
+
+
+async def test_webhook_that_stays_down_leaves_a_dead_letter(
+    tmp_path: Path, nats_server_private, webhook
+):
+    webhook.failing = True
+    settings = make_settings(
+        tmp_path, nats_server_private.url, webhooks=[{"url": webhook.url}],
+        retry={"attempts": 2, "backoff_s": [1]},
+    )  # fmt: skip
+    async with running(settings) as pipe:
+        await pipe.upload(KEY, images.jpeg(images.photo(800, 600)))
+        await pipe.wait(KEY)
+        letters = tmp_path / "quarantine" / "_deadletters" / "notify"
+        await eventually(lambda: letters.is_dir() and any(letters.iterdir()), timeout=20)
+        record = json.loads(next(letters.iterdir()).read_text())
+        assert record["event"]["key"] == KEY and record["kind"] == "transient"
+
+
+def _s3_event(bucket: str, encoded_key: str) -> dict[str, Any]:
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0",
+               "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": encoded_key, "size": 1234, "eTag": uuid.uuid4().hex}},
+    }]}  # fmt: skip
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+async def _quiet(pipe: Pipeline, seconds: float = 2.0) -> None:
+    """Give redeliveries time to happen (they must change nothing)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
