@@ -1,0 +1,302 @@
+"""The cost model: pricing math by hand, the published study's figures, real measurements."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pixpipe import DEFAULT_RECIPE, Recipe
+from pixpipe.cost import (
+    DAYS_PER_MONTH,
+    DEFAULT_PRICES,
+    Container,
+    CostOptions,
+    Profile,
+    Workload,
+    break_even,
+    compute,
+    estimate,
+    estimate_stated,
+    lambda_monthly,
+    lambda_seconds,
+    load_prices,
+    measure,
+    synthetic_sample,
+    tiered,
+    write_chart,
+)
+from pixpipe.cost.prices import override
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The published study: 8000 requests/day, 30 s each, 4096 MB, 10240 MB of /tmp on Lambda,
+# against 30 always-on ECS Fargate tasks.
+STUDY_LAMBDA = 489.22
+STUDY_FARGATE = 1674.59
+
+
+def test_a_month_is_730_hours() -> None:
+    assert pytest.approx(30.416667) == DAYS_PER_MONTH
+
+
+@pytest.mark.parametrize(
+    ("units", "expected"),
+    [
+        (0, 0.0),
+        (1_000_000, 1_000_000 * 0.0000166667),
+        (6e9, 6e9 * 0.0000166667),
+        (7e9, 6e9 * 0.0000166667 + 1e9 * 0.0000150000),
+        (16e9, 6e9 * 0.0000166667 + 9e9 * 0.0000150000 + 1e9 * 0.0000133334),
+    ],
+)
+def test_tiered_gb_seconds(units: float, expected: float) -> None:
+    assert tiered(units, DEFAULT_PRICES.lambda_x86_gb_s) == pytest.approx(expected)
+
+
+def test_lambda_bill_by_hand() -> None:
+    # 1000/day → 30,416.67 requests; 2 s at 2048 MB → 2 × 2 GB = 4 GB-s each.
+    requests = 1000 * 730 / 24
+    bill = lambda_monthly(1000, 2.0, 2048, DEFAULT_PRICES, "x86", ephemeral_mb=1536)
+    assert bill.requests == pytest.approx(requests * 0.20 / 1e6)
+    assert bill.compute == pytest.approx(requests * 4 * 0.0000166667)
+    assert bill.ephemeral == pytest.approx(requests * 2 * 1.0 * 0.0000000309)  # 1 GB over 512
+    assert bill.total == pytest.approx(0.0061 + 2.0278 + 0.0019, abs=1e-4)
+    arm = lambda_monthly(1000, 2.0, 2048, DEFAULT_PRICES, "arm64")
+    assert arm.compute == pytest.approx(requests * 4 * 0.0000133334)
+    assert arm.ephemeral == 0  # 512 MB of /tmp is free
+
+
+def test_free_tier_takes_off_a_million_requests_and_400k_gb_seconds() -> None:
+    prices = override(DEFAULT_PRICES, {"free_tier": True})
+    inside = lambda_monthly(1000, 1.0, 1024, prices)  # 30,417 requests, 30,417 GB-s
+    assert inside.total == 0
+    outside = lambda_monthly(100_000, 1.0, 1024, prices)  # 3.04 M requests and GB-s
+    requests = 100_000 * DAYS_PER_MONTH
+    assert outside.requests == pytest.approx((requests - 1e6) * 0.2e-6)
+    assert outside.compute == pytest.approx((requests - 400_000) * 0.0000166667)
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "parallel", "expected"),
+    [
+        (1769, 1.0, 2.0),  # one full vCPU: the single-thread CPU time
+        (884.5, 1.0, 4.0),  # half a vCPU: twice as long
+        (128, 1.0, 2.0 * 1769 / 128),
+        (3538, 1.0, 1.0),  # two vCPUs, all of it parallel: half
+        (3538, 0.0, 2.0),  # two vCPUs, none of it parallel: no faster
+        (2653.5, 1.0, 2.0 / 1.5),  # 1.5 vCPU
+        (10240, 1.0, 1.0),  # capped at the two threads measured
+        (10240, 0.5, 1.5),  # Amdahl: 2 × (0.5 + 0.5 / 2)
+    ],
+)
+def test_lambda_seconds_follow_the_cpu_share(
+    memory_mb: float, parallel: float, expected: float
+) -> None:
+    two_threads = 2.0 * ((1 - parallel) + parallel / 2)
+    profile = Profile(cpu_s=2.0, parallel_s=two_threads, threads=2)
+    assert profile.parallel_fraction == pytest.approx(parallel)
+    assert lambda_seconds(profile, memory_mb) == pytest.approx(expected)
+
+
+def test_the_study_lambda_figure_within_one_percent() -> None:
+    bill = lambda_monthly(8000, 30, 4096, DEFAULT_PRICES, "x86", ephemeral_mb=10240)
+    # 243,333.33 requests × 30 s × 4 GB = 29.2 M GB-s → 486.67; requests 0.05; /tmp 2.14.
+    assert bill.compute == pytest.approx(486.67, abs=0.005)
+    assert bill.requests == pytest.approx(0.0487, abs=1e-4)
+    assert bill.ephemeral == pytest.approx(2.1429, abs=1e-4)
+    assert bill.total == pytest.approx(STUDY_LAMBDA, rel=0.01)
+    assert bill.total == pytest.approx(488.86, abs=0.005)
+
+
+def test_the_study_lambda_figure_to_the_cent_with_its_storage_price() -> None:
+    # The study's calculator rounds each line to the cent; a /tmp price of 0.000000036 per
+    # GB-second (above us-east-1's) accounts for the last 0.36 USD.
+    prices = override(DEFAULT_PRICES, {"lambda_ephemeral_gb_s": 0.000000036})
+    bill = lambda_monthly(8000, 30, 4096, prices, "x86", ephemeral_mb=10240)
+    lines = round(bill.compute, 2) + round(bill.requests, 2) + round(bill.ephemeral, 2)
+    assert lines == pytest.approx(STUDY_LAMBDA, abs=0.001)
+
+
+FARGATE_SIZES = (
+    [(0.25, m) for m in (0.5, 1, 2)] + [(0.5, m) for m in range(1, 5)]
+    + [(1, m) for m in range(2, 9)] + [(2, m) for m in range(4, 17)]
+    + [(4, m) for m in range(8, 31)]
+)  # fmt: skip
+
+
+def test_the_study_fargate_figure_is_thirty_1_vcpu_8_gb_tasks() -> None:
+    def monthly(size: tuple[float, float]) -> float:
+        return Container(*size).monthly(DEFAULT_PRICES, count=30)
+
+    closest = min(FARGATE_SIZES, key=lambda size: abs(monthly(size) - STUDY_FARGATE))
+    assert closest == (1, 8)
+    assert monthly(closest) == pytest.approx(1665.28, abs=0.005)  # 30 × 0.07604 $/h × 730 h
+    assert monthly(closest) == pytest.approx(STUDY_FARGATE, rel=0.01)
+    assert monthly((4, 30)) == pytest.approx(6466.41, abs=0.01)  # not the study's tasks
+
+
+def test_the_study_workload_stated() -> None:
+    workload = Workload(8000, peak_concurrency=30, ephemeral_mb=10240,
+                        container=Container(1, 8))  # fmt: skip
+    result = estimate_stated(30, 4096, workload, DEFAULT_PRICES)
+    (row,) = result.rows
+    assert row.avg_s == 30
+    assert row.x86 == pytest.approx(STUDY_LAMBDA, rel=0.01)
+    assert result.containers.count == 30
+    assert result.containers.monthly == pytest.approx(STUDY_FARGATE, rel=0.01)
+    assert result.cheapest == "lambda"
+    # Lambda x86 stays cheaper until its linear bill reaches the 30 tasks' 1665.28 USD.
+    per_image = (row.x86 - 0.0) / (8000 * DAYS_PER_MONTH)
+    assert result.lambda_best is not None and result.lambda_best.arch == "arm64"
+    assert result.break_even_images_per_day is not None
+    assert result.break_even_images_per_day > 1665.28 / (per_image * DAYS_PER_MONTH)
+
+
+def test_break_even_by_hand() -> None:
+    # Lambda at 0.01 USD per image-day-month against 100 USD of containers: 10,000 a day.
+    assert break_even(100.0, lambda v: v * 0.01) == pytest.approx(10_000, abs=0.01)
+    assert break_even(100.0, lambda v: 0.0) is None
+
+
+def test_containers_absorb_the_peak_one_image_per_vcpu() -> None:
+    workload = Workload(86_400, peak_concurrency=5, container=Container(2, 4))
+    profile = Profile(cpu_s=1.0, parallel_s=1.0, peak_rss_mb=500)
+    result = estimate(profile, profile, workload, DEFAULT_PRICES)
+    # One image a second for one second: average concurrency 1; the peak of 5 rules.
+    assert result.containers.slots == 2
+    assert result.containers.count == 3
+    hourly = 2 * 0.04048 + 4 * 0.004445
+    assert result.containers.monthly == pytest.approx(3 * hourly * 730)
+    assert result.containers.per_1000 == pytest.approx(
+        result.containers.monthly / (86_400 * DAYS_PER_MONTH) * 1000
+    )
+    # Memory decides how many fit when it is the tighter limit.
+    assert Container(2, 1).slots(peak_rss_mb=600) == 1
+
+
+def test_memory_sizes_below_the_peak_rss_do_not_fit() -> None:
+    profile = Profile(cpu_s=0.5, parallel_s=0.4, threads=2, peak_rss_mb=300)
+    result = estimate(profile, profile, Workload(1000), DEFAULT_PRICES)
+    fits = {row.memory_mb: row.fits for row in result.rows}
+    assert not fits[128] and not fits[256] and fits[512] and fits[10240]
+    assert result.lambda_best is not None and result.lambda_best.memory_mb >= 512
+    cheapest = min(min(r.x86, r.arm64) for r in result.rows if r.fits)
+    assert result.lambda_best.monthly == cheapest
+
+
+def test_prices_override_from_toml_and_json(tmp_path: Path) -> None:
+    toml = tmp_path / "prices.toml"
+    toml.write_text(
+        'date = "2026-01-01"\nregion = "ap-northeast-1"\nlambda_ephemeral_gb_s = 3.6e-8\n'
+        "lambda_x86_gb_s = [[6e9, 0.00002], [0, 0.00001]]\nservers_monthly = 250\n"
+    )
+    prices = load_prices(toml)
+    assert prices.region == "ap-northeast-1"
+    assert prices.lambda_x86_gb_s == ((6e9, 0.00002), (None, 0.00001))
+    assert prices.servers_monthly == 250
+    assert prices.fargate_x86_vcpu_hour == DEFAULT_PRICES.fargate_x86_vcpu_hour
+    js = tmp_path / "prices.json"
+    js.write_text(json.dumps({"lambda_arm64_gb_s": 0.00001, "free_tier": True}))
+    assert load_prices(js).lambda_arm64_gb_s == ((None, 0.00001),)
+    js.write_text(json.dumps({"lamda_request": 1}))
+    with pytest.raises(ValueError, match="unknown price lamda_request"):
+        load_prices(js)
+    js.write_text(json.dumps({"lambda_request": -1}))
+    with pytest.raises(ValueError, match="lambda_request must be a number"):
+        load_prices(js)
+
+
+def test_options_are_checked_at_the_edge() -> None:
+    with pytest.raises(ValueError, match=r"--memory-mb must be 128\.\.10240"):
+        CostOptions(DEFAULT_RECIPE, seconds_per_image=1, memory_mb=64)
+    with pytest.raises(ValueError, match="--seconds-per-image"):
+        CostOptions(DEFAULT_RECIPE, seconds_per_image=1)
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cost-sample")
+    synthetic_sample(folder, sizes=((1600, 1200), (1200, 1600)))
+    return folder
+
+
+SMALL = Recipe.parse(["m=800x800", "s=300x300,cover"])
+
+
+def test_measuring_a_tiny_sample_gives_sane_numbers(sample_dir: Path, tmp_path: Path) -> None:
+    sample = measure(sorted(sample_dir.iterdir()), SMALL, threads=(1, 2))
+    assert len(sample.images) == 2 and not sample.failed
+    for image in sample.images:
+        assert image.bytes > 10_000 and image.width * image.height == 1600 * 1200
+        for run in image.runs:
+            assert 0 < run.cpu_s < 10 and 0 < run.wall_s < 10
+            assert 20 < run.peak_rss_mb < 2000  # a Python with libvips, not the test runner
+    assert sample.worst.cpu_s >= sample.average.cpu_s > 0
+    assert 0 <= sample.average.parallel_fraction <= 1
+
+    # What pixpipe's own seconds per image make of the study's workload.
+    study = Workload(8000, peak_concurrency=30, ephemeral_mb=10240, container=Container(1, 8))
+    result = estimate(sample.average, sample.worst, study, DEFAULT_PRICES)
+    at_4096 = next(r for r in result.rows if r.memory_mb == 4096)
+    assert 0 < at_4096.x86 < STUDY_LAMBDA
+    assert result.lambda_best is not None and result.lambda_best.monthly <= at_4096.x86
+    chart = write_chart(result, tmp_path / "chart.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compute_measures_prices_and_charts(sample_dir: Path, tmp_path: Path) -> None:
+    options = CostOptions(SMALL, inputs=(sample_dir,), images_per_day=8000, limit=1,
+                          chart=tmp_path / "c.png")  # fmt: skip
+    outcome = compute(options)
+    assert outcome.sample is not None and len(outcome.sample.images) == 1
+    assert outcome.chart is not None and outcome.chart.stat().st_size > 10_000
+    assert outcome.estimate.source == "measured"
+    assert len(outcome.estimate.rows) == 13
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pixpipe", "cost", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=120,
+    )  # fmt: skip
+
+
+def test_cli_prices_the_study_as_json(tmp_path: Path) -> None:
+    done = _cli(
+        "--images-per-day", "8000", "--seconds-per-image", "30", "--memory-mb", "4096",
+        "--ephemeral-mb", "10240", "--peak-concurrency", "30", "--container-memory-gb", "8",
+        "--json", "--chart", str(tmp_path / "study.png"), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (row,) = report["rows"]
+    assert row["x86"] == pytest.approx(STUDY_LAMBDA, rel=0.01)
+    assert report["containers"]["monthly"] == pytest.approx(STUDY_FARGATE, rel=0.01)
+    assert report["sample"] is None
+    assert Path(report["chart"]).is_file()
+
+
+def test_cli_measures_a_folder(sample_dir: Path, tmp_path: Path) -> None:
+    chart = tmp_path / "power.png"
+    done = _cli(str(sample_dir), "-v", "m=800x800", "--images-per-day", "8000",
+                "--limit", "1", "--json", "--chart", str(chart), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["sample"]["variants"] == ["m"]
+    assert report["sample"]["average"]["cpu_s"] > 0
+    assert report["lambda_best"]["monthly"] > 0
+    assert math.isfinite(report["containers"]["per_1000"])
+    assert chart.is_file()
+
+
+def test_cli_says_what_is_wrong(tmp_path: Path) -> None:
+    done = _cli("--seconds-per-image", "3", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--memory-mb" in done.stderr
+    done = _cli(str(tmp_path / "nowhere"), "--no-chart", cwd=tmp_path)
+    assert done.returncode == 2 and "no such file or folder" in done.stderr
