@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test bench lint install clean
+.PHONY: up test bench lint install clean chromium screenshot bench-transforms
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/pixpipe up
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check pixpipe tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
@@ -30,3 +30,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) pixpipe-data .pytest_cache
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright, no browser download).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
+
+# docs/dashboard.png, from the browser tests.
+screenshot: $(STAMP) chromium
+	PIXPIPE_SCREENSHOT=docs/dashboard.png $(BIN)/python -m pytest -q tests/test_dashboard.py
+
+# On-the-fly transforms against thumbor (benchmarks/RESULTS.md, transforms section).
+bench-transforms: $(STAMP)
+	$(BIN)/python -m benchmarks.transforms

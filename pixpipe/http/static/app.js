@@ -239,7 +239,7 @@ function quantile(m, q) {
   return hit[0];
 }
 
-const history = [];
+const rates = []; // images/min per poll (not `history`: that would hide window.history)
 let last = null;
 async function pollMetrics() {
   try {
@@ -256,8 +256,8 @@ async function pollMetrics() {
     if (last) {
       const minutes = (now.t - last.t) / 60000;
       const rate = (now.processed - last.processed) / minutes;
-      history.push(rate);
-      if (history.length > 60) history.shift();
+      rates.push(rate);
+      if (rates.length > 60) rates.shift();
       $("#m-rate").textContent = rate.toFixed(rate < 10 ? 1 : 0);
       const n = now.count - last.count;
       if (n > 0) $("#m-latency").textContent = ((now.secs - last.secs) / n).toFixed(2);
@@ -270,12 +270,12 @@ async function pollMetrics() {
 function drawSpark() {
   const canvas = $("#spark");
   const ctx = canvas.getContext("2d");
-  const max = Math.max(1, ...history);
+  const max = Math.max(1, ...rates);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.strokeStyle = "#2f7de1";
   ctx.lineWidth = 2;
   ctx.beginPath();
-  history.forEach((v, i) => {
+  rates.forEach((v, i) => {
     const x = (i / 59) * canvas.width;
     const y = canvas.height - 4 - (v / max) * (canvas.height - 8);
     i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
