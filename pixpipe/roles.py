@@ -53,6 +53,8 @@ async def serve(
             if server is not None:
                 tasks.append(asyncio.create_task(_keep_alive(server, stop)))
             url = f"http://{roles.host}:{roles.port}"
+            if roles.api:
+                await _listening(roles, tasks)  # the printed URL must answer at once
             if on_ready is not None:
                 maybe = on_ready(rt, url)
                 if maybe is not None:
@@ -104,6 +106,20 @@ async def _run_api(rt: Runtime, roles: Roles, stop: asyncio.Event) -> None:
     await serving
     with contextlib.suppress(Exception):
         await subscription.unsubscribe()
+
+
+async def _listening(roles: Roles, tasks: list[asyncio.Task[None]], timeout: float = 30.0) -> None:
+    """Wait until the HTTP service accepts connections (or a role has crashed)."""
+    host = "127.0.0.1" if roles.host in ("", "0.0.0.0", "::") else roles.host
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if any(t.done() and not t.cancelled() and t.exception() for t in tasks):
+            return
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(host, roles.port)
+            writer.close()
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _keep_alive(server: EmbeddedServer, stop: asyncio.Event) -> None:

@@ -164,6 +164,9 @@ class FlakyProxy:
         self.target = (target_host, target_port)
         self.port = free_port()
         self.server: asyncio.Server | None = None
+        # Every open socket, both sides: an HTTP client keeps connections alive in a pool, and
+        # an outage that only refused new ones would go unnoticed.
+        self.open: set[asyncio.StreamWriter] = set()
 
     @property
     def endpoint(self) -> str:
@@ -177,6 +180,9 @@ class FlakyProxy:
         if self.server is not None:
             self.server.close()
             self.server = None
+        for writer in list(self.open):
+            writer.close()
+        self.open.clear()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -184,6 +190,7 @@ class FlakyProxy:
         except OSError:
             writer.close()
             return
+        self.open.update((writer, up_writer))
 
         async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
@@ -194,3 +201,4 @@ class FlakyProxy:
                 dst.close()
 
         await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        self.open.difference_update((writer, up_writer))

@@ -1,0 +1,296 @@
+"""Faults, for real: worker processes killed mid-image, nats-server restarted under load, an S3
+endpoint that goes away for a while, a render process killed under ``pixpipe up``, and
+``pixpipe up`` itself started, used and stopped as a user would. Nothing is ever lost: every
+accepted upload ends ``done``, with all its variants and one ``image.processed``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.js.errors import NotFoundError
+
+from pixpipe import bus
+from pixpipe.roles import Roles
+from pixpipe.state import States
+
+from . import images
+from .pipeline import eventually, free_port, make_settings, running
+
+# Heavy on CPU and timing: run these one after another on one xdist worker.
+pytestmark = pytest.mark.xdist_group("pipeline-faults")
+
+SIX = ("xl", "l", "m", "s", "sq-m", "sq-s")
+BIG = "big/slow one.png"  # renders for a couple of seconds: long enough to be killed mid-way
+SHORT_RETRIES = "[retry]\nattempts = 3\nbackoff_s = [2, 2]\n"
+
+
+@pytest.fixture(scope="module")
+def big_png() -> bytes:
+    """8000×8000 pixels, 2 MB: quick to make, slow to render (PNG has no shrink-on-load)."""
+    return images.png(images.solid(8000, 8000), compression=1)
+
+
+@pytest.fixture(scope="module")
+def small_jpeg() -> bytes:
+    return images.jpeg(images.photo(1200, 800))
+
+
+# --- real processes -------------------------------------------------------------------------
+
+
+class Proc:
+    """A ``pixpipe`` command as a real subprocess, in a process group of its own, its output
+    (stdout and stderr) kept in a file."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.log = cwd / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
+        # Only what the test sets: no PIXPIPE_* or AWS_* from the developer's shell.
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("PIXPIPE_", "AWS_"))}
+        with self.log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "pixpipe", *args], cwd=cwd,
+                env={**base, "COLUMNS": "200", **env},
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        """The first match of ``pattern`` in the output, once it is printed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if match := re.search(pattern, self.output):
+                return match
+            if self.popen.poll() is not None:
+                raise AssertionError(f"exited {self.popen.returncode}:\n{self.output}")
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{pattern!r} not printed in {timeout}s:\n{self.output}")
+
+    async def exit_code(self, timeout: float) -> int:
+        try:
+            return await asyncio.to_thread(self.popen.wait, timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout}s:\n{self.output}") from None
+
+    async def terminate(self, timeout: float = 15.0) -> tuple[int, float]:
+        """SIGTERM, as a service manager stops it: ``(exit code, seconds it took)``."""
+        started = time.monotonic()
+        self.popen.send_signal(signal.SIGTERM)
+        code = await self.exit_code(timeout)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        """SIGKILL to the main process alone, as a crash or the OOM killer would."""
+        self.popen.kill()
+        self.popen.wait()
+
+    def children(self, marker: bytes = b"spawn_main") -> list[int]:
+        """The pids of this process's children whose command line holds ``marker`` (the render
+        pool's processes: multiprocessing's spawn start)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == self.pid and marker in (stat.parent / "cmdline").read_bytes():
+                    found.append(int(stat.parent.name))
+        return found
+
+    def cleanup(self) -> None:
+        """Stop it if a test failed half-way, and anything it left in its process group."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Any]:
+    """``spawn("up", "--port", …, env={…})`` → a running ``Proc``, cleaned up after the test."""
+    procs: list[Proc] = []
+
+    def start(*args: object, env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+        proc = Proc([str(a) for a in args], cwd or tmp_path, env or {})
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.cleanup()
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time a process has used, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+async def busy(pid: int, timeout: float = 30.0) -> None:
+    """Wait until ``pid`` is burning CPU (a render under way)."""
+    deadline = time.monotonic() + timeout
+    before = cpu_ticks(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        now = cpu_ticks(pid)
+        if now - before >= 10:  # 0.1 s of CPU in 0.2 s: it is working, not waiting
+            return
+        before = now
+    raise AssertionError(f"process {pid} never got busy")
+
+
+# --- the bus and the stores, seen from outside ----------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def bus_of(data_dir: Path) -> AsyncIterator[tuple[Any, States]]:
+    """``(js, states)`` on the embedded bus that ``pixpipe up`` runs under ``data_dir``."""
+    nc = await bus.connect("embedded", data_dir=data_dir)
+    try:
+        js = nc.jetstream()
+        yield js, States(await js.key_value(bus.KV_BUCKET))
+    finally:
+        await nc.close()
+
+
+async def processed_keys(js: Any) -> list[str]:
+    """The key of every ``image.processed`` the stream holds, in order (duplicates too)."""
+    info = await js.stream_info(bus.STREAM)
+    keys = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        with contextlib.suppress(NotFoundError):
+            raw = await js.get_msg(bus.STREAM, seq)
+            if raw.subject == "pixpipe.image.processed":
+                keys.append(json.loads(raw.data)["key"])
+    return keys
+
+
+async def wait_all(states: States, keys: list[str], timeout: float = 90.0) -> dict[str, Any]:
+    """Every key's state document once each is ``done`` or ``failed``."""
+    docs: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        for key in keys:
+            with contextlib.suppress(Exception):  # the bus may be coming back
+                docs[key] = await states.get(key)
+        return all(d and d["state"] in ("done", "failed") for d in docs.values())
+
+    with contextlib.suppress(AssertionError):
+        await eventually(settled, timeout=timeout)
+    assert len(docs) == len(keys) and all(d and d["state"] == "done" for d in docs.values()), {
+        k: d and (d["state"], d.get("error"), d.get("attempts")) for k, d in docs.items()
+    }
+    return docs
+
+
+def variant_files(variants_dir: Path, key: str) -> set[str]:
+    """The variants made for ``key`` (an original rendered to JPEG), by name."""
+    stem = key.rsplit(".", 1)[0]
+    return {name for name in SIX if (variants_dir / name / f"{stem}.jpg").is_file()}
+
+
+def _up_started(proc: Proc) -> Any:
+    async def started() -> tuple[str, str]:
+        url = (await proc.wait_for(r"pixpipe is up at (http://\S+)")).group(1)
+        key = (await proc.wait_for(r"API key: (\S+)")).group(1)
+        return url, key
+
+    return started()
+
+
+# --- 1. a worker process killed mid-image ---------------------------------------------------
+
+
+async def test_worker_killed_mid_image_is_redelivered_to_the_next_worker(
+    tmp_path: Path, nats_server_private, spawn, big_png: bytes, small_jpeg: bytes
+):
+    settings = make_settings(tmp_path, nats_server_private.url)
+    # The worker is configured from the environment alone, against the shared bus and stores.
+    env = {
+        "PIXPIPE_DATA_DIR": str(tmp_path), "PIXPIPE_BUS__URL": nats_server_private.url,
+        "PIXPIPE_RETRY__ATTEMPTS": "3", "PIXPIPE_RETRY__BACKOFF_S": "[3, 3]",
+    }  # fmt: skip
+    uploads = {BIG: big_png, "small/a.jpg": small_jpeg, "small/b.jpg": small_jpeg}
+    async with running(settings, Roles(worker=False, port=free_port())) as pipe:
+        first = spawn("worker", "--workers", "1", env=env)
+        await first.wait_for("worker ready")
+        for key, data in uploads.items():
+            assert (await pipe.upload(key, data)).status_code == 201
+        await pipe.wait(BIG, ("processing",))
+        first.kill()
+        killed = await pipe.rt.states.get(BIG)
+        assert killed and killed["state"] == "processing", "the image was not killed mid-way"
+
+        spawn("worker", "--workers", "1", env=env)
+        docs = {key: await pipe.wait(key) for key in uploads}
+        assert {k: d["state"] for k, d in docs.items()} == dict.fromkeys(uploads, "done")
+        assert docs[BIG]["attempts"] == 2, "the killed delivery was not the one redelivered"
+        for key in uploads:
+            assert variant_files(tmp_path / "variants", key) == set(SIX), key
+            assert (
+                await pipe.http.get(f"/images/m/{key.rsplit('.', 1)[0]}.jpg")
+            ).status_code == 200
+        await asyncio.sleep(2)  # time for a stray second delivery to show up
+        processed = sorted(e["key"] for e in pipe.subjects("pixpipe.image.processed"))
+        assert processed == sorted(uploads), "exactly one image.processed per key"
+
+
+# --- 5. pixpipe up, as a user runs it -------------------------------------------------------
+
+
+async def test_up_serves_an_upload_end_to_end_and_stops_on_sigterm(
+    tmp_path: Path, spawn, small_jpeg: bytes
+):
+    data_dir = tmp_path / "data"
+    up = spawn("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    url, api_key = await _up_started(up)
+    key = "users/42/IMG 0001.jpg"
+    auth = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        # What the printed curl line does: the raw photo as the body.
+        response = await http.post(
+            "/v1/images", params={"key": key}, content=small_jpeg, headers=auth
+        )
+        assert response.status_code == 201, response.text
+
+        async def done() -> bool:
+            return (await http.get(f"/v1/images/{key}", headers=auth)).json()["state"] == "done"
+
+        await eventually(done, timeout=60)
+        body = (await http.get(f"/v1/images/{key}", headers=auth)).json()
+        assert set(body["variants"]) == set(SIX)
+        assert body["variants"]["m"]["width"] == 800
+        variant = await http.get("/images/m/users/42/IMG 0001.jpg")
+        assert variant.status_code == 200 and images.decoded(variant.content).width == 800
+    assert variant_files(data_dir / "variants", key) == set(SIX)
+    backup = data_dir / "backup" / key
+    await eventually(lambda: backup.is_file() and backup.read_bytes() == small_jpeg)
+
+    code, seconds = await up.terminate()
+    assert code == 0, up.output
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
+    assert not (data_dir / bus.URL_FILE).exists(), "the embedded nats-server was left running"
