@@ -16,6 +16,7 @@ from pixpipe.cost import (
     DEFAULT_PRICES,
     Container,
     CostOptions,
+    CpuLimit,
     Profile,
     Workload,
     break_even,
@@ -186,7 +187,9 @@ def test_memory_sizes_below_the_peak_rss_do_not_fit() -> None:
     assert not fits[128] and not fits[256] and fits[512] and fits[10240]
     assert result.lambda_best is not None and result.lambda_best.memory_mb >= 512
     cheapest = min(min(r.x86, r.arm64) for r in result.rows if r.fits)
-    assert result.lambda_best.monthly == cheapest
+    assert result.lambda_best.monthly == pytest.approx(cheapest)
+    # Below one vCPU every size costs the same: of those, the fastest (one full vCPU).
+    assert (result.lambda_best.memory_mb, result.lambda_best.arch) == (1769, "arm64")
 
 
 def test_prices_override_from_toml_and_json(tmp_path: Path) -> None:
@@ -228,16 +231,26 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SMALL = Recipe.parse(["m=800x800", "s=300x300,cover"])
 
 
+LIMITS = (CpuLimit(0.5), CpuLimit(1), CpuLimit(2), CpuLimit(2, threads=2))
+
+
 def test_measuring_a_tiny_sample_gives_sane_numbers(sample_dir: Path, tmp_path: Path) -> None:
-    sample = measure(sorted(sample_dir.iterdir()), SMALL, threads=(1, 2))
+    sample = measure(sorted(sample_dir.iterdir()), SMALL, cpu_limits=LIMITS)
     assert len(sample.images) == 2 and not sample.failed
     for image in sample.images:
         assert image.bytes > 10_000 and image.width * image.height == 1600 * 1200
+        assert [(r.vcpu, r.threads) for r in image.runs] == [(1, 1), (0.5, 1), (2, 1), (2, 2)]
         for run in image.runs:
-            assert 0 < run.cpu_s < 10 and 0 < run.wall_s < 10
+            assert 0 < run.cpu_s < 10 and 0 < run.wall_s < 20
             assert 20 < run.peak_rss_mb < 2000  # a Python with libvips, not the test runner
     assert sample.worst.cpu_s >= sample.average.cpu_s > 0
     assert 0 <= sample.average.parallel_fraction <= 1
+    # Half a vCPU stretches a render to at least twice its CPU time; one thread on two vCPUs
+    # still takes about its CPU time. (Bounds on ratios only: the test machine is shared.)
+    for image in sample.images:
+        half, two = image.run(0.5), image.run(2)
+        assert half is not None and half.wall_s > 1.6 * half.cpu_s
+        assert two is not None and two.wall_s > 0.8 * two.cpu_s
 
     # What pixpipe's own seconds per image make of the study's workload.
     study = Workload(8000, peak_concurrency=30, ephemeral_mb=10240, container=Container(1, 8))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .command import CostOptions, Outcome, compute, run
 from .estimate import Choice, ContainerPlan, Estimate, MemoryRow, estimate, estimate_stated
-from .measure import ImageMeasure, Run, Sample, measure, synthetic_sample
+from .measure import CpuLimit, ImageMeasure, Run, Sample, measure, synthetic_sample
 from .model import (
     LAMBDA_MEMORY_MB,
     MB_PER_VCPU,
@@ -35,6 +35,7 @@ __all__ = [
     "Container",
     "ContainerPlan",
     "CostOptions",
+    "CpuLimit",
     "Estimate",
     "ImageMeasure",
     "LambdaBill",

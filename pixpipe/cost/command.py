@@ -3,19 +3,29 @@ print and chart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
 
 from ..config import Limits
 from ..recipe import Recipe
 from .estimate import Estimate, estimate, estimate_stated
-from .measure import DEFAULT_LIMIT, Sample, find_images, measure, synthetic_sample
+from .measure import DEFAULT_LIMIT, Progress, Sample, find_images, measure, synthetic_sample
 from .model import LAMBDA_MEMORY_MB, Container, Workload
 from .prices import FREE_EPHEMERAL_MB, Prices
 from .report import DEFAULT_CHART, print_report, write_chart
@@ -89,8 +99,8 @@ class Outcome:
         }
 
 
-def compute(options: CostOptions) -> Outcome:
-    """Measure (unless stated), price, and write the chart."""
+def compute(options: CostOptions, progress: Progress | None = None) -> Outcome:
+    """Measure (unless stated), price, and write the chart. ``progress`` hears of each run."""
     recipe = _recipe(options)
     workload = Workload(
         options.images_per_day, options.variants or len(recipe), options.peak_concurrency,
@@ -103,16 +113,17 @@ def compute(options: CostOptions) -> Outcome:
             options.seconds_per_image, options.memory_mb, workload, options.prices
         )
     else:
-        sample = _measure(options, recipe)
+        sample = _measure(options, recipe, progress)
         result = estimate(sample.average, sample.worst, workload, options.prices,
                           LAMBDA_MEMORY_MB)  # fmt: skip
-    chart = write_chart(result, options.chart) if options.chart else None
+    chart = write_chart(result, options.chart, sample) if options.chart else None
     return Outcome(result, sample, chart)
 
 
 def run(options: CostOptions, console: Console | None = None) -> Outcome:
-    """``compute``, then print the report (or the JSON)."""
-    outcome = compute(options)
+    """``compute`` with a progress bar on stderr, then print the report (or the JSON)."""
+    with progress_bar() as progress:
+        outcome = compute(options, progress)
     if options.as_json:
         sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
     else:
@@ -133,7 +144,23 @@ def _recipe(options: CostOptions) -> Recipe:
     return recipe.only(recipe.names[:wanted])
 
 
-def _measure(options: CostOptions, recipe: Recipe) -> Sample:
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Progress]:
+    """A rich progress bar with an ETA on stderr (stdout stays clean for ``--json``)."""
+    columns = (
+        TextColumn("measuring {task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with RichProgress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def advance(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name)
+
+        yield advance
+
+
+def _measure(options: CostOptions, recipe: Recipe, progress: Progress | None) -> Sample:
     if options.inputs:
         missing = [str(p) for p in options.inputs if not p.exists()]
         if missing:
@@ -141,9 +168,9 @@ def _measure(options: CostOptions, recipe: Recipe) -> Sample:
         paths = find_images(options.inputs, options.limit)
         if not paths:
             raise ValueError("no images found in the sample given")
-        return measure(paths, recipe, options.limits)
+        return measure(paths, recipe, options.limits, progress=progress)
     paths = synthetic_sample(sample_cache())
-    return measure(paths, recipe, options.limits, synthetic=True)
+    return measure(paths, recipe, options.limits, synthetic=True, progress=progress)
 
 
 def sample_cache() -> Path:

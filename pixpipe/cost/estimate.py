@@ -21,6 +21,8 @@ from .model import (
 )
 from .prices import Prices
 
+TIE = 1.005  # bills within half a percent of the cheapest count as the same
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryRow:
@@ -147,12 +149,19 @@ def _row(
 
 
 def _best(rows: tuple[MemoryRow, ...], workload: Workload, prices: Prices) -> Choice | None:
-    candidates = [(row.monthly(arch), row.memory_mb, arch, row) for row in rows if row.fits
-                  for arch in ARCHES]  # fmt: skip
+    """The cheapest size that fits; within half a percent of it, the fastest.
+
+    Below one vCPU a bigger function runs proportionally faster for the same bill, so many
+    sizes cost the same: of those, pick the quickest.
+    """
+    candidates = [(row.monthly(arch), row.avg_s, row.memory_mb, arch, row) for row in rows
+                  if row.fits for arch in ARCHES]  # fmt: skip
     if not candidates:
         return None
-    monthly, memory_mb, arch, row = min(candidates, key=lambda c: (c[0], c[1]))
-    return Choice(arch, memory_mb, row.avg_s, monthly, per_1000(monthly, workload.images_per_day))
+    cheapest = min(c[0] for c in candidates)
+    near = [c for c in candidates if c[0] <= cheapest * TIE + 1e-9]
+    monthly, seconds, memory_mb, arch, _ = min(near, key=lambda c: (c[1], c[2], c[0]))
+    return Choice(arch, memory_mb, seconds, monthly, per_1000(monthly, workload.images_per_day))
 
 
 def _containers(

@@ -1,20 +1,27 @@
-"""Measuring what one image costs: CPU seconds and peak RSS, each run in a fresh process.
+"""Measuring what one image costs: CPU seconds and peak RSS, at a few CPU limits.
 
-Every (image, thread count) runs in its own child process so that ``ru_maxrss`` is that one
+Every (image, CPU limit) runs in its own child process so that ``ru_maxrss`` is that one
 render's peak. Children come from a ``forkserver``: a child spawned straight from this process
 would inherit our own high-water mark (Linux carries it across fork and exec).
+
+A CPU limit models Lambda's CPU share (1769 MB is one vCPU): a whole number of vCPUs is that
+many cores (CPU affinity); a fraction is one core the child may use only that share of the
+time, stopped and continued by the parent the way a CFS quota throttles a Lambda.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import multiprocessing
 import os
 import resource
+import signal
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,22 +33,60 @@ from .model import Profile
 
 # A few camera-sized photos (12 MP, both orientations, and a 24 MP one for the worst case).
 SYNTHETIC_SIZES = ((4000, 3000), (3000, 4000), (4032, 3024), (6000, 4000))
-DEFAULT_LIMIT = 12  # images measured from a folder (each costs two fresh processes)
+DEFAULT_LIMIT = 12  # images measured from a folder
+THROTTLE_PERIOD_S = 0.02  # a fractional vCPU runs share × this, then waits the rest
+RUN_TIMEOUT_S = 300.0
+
+Progress = Callable[[int, int, str], None]  # (runs done, runs in all, image name)
+
+
+@dataclass(frozen=True, slots=True)
+class CpuLimit:
+    """A CPU limit to render under: ``vcpu`` cores' worth of time, ``threads`` libvips threads."""
+
+    vcpu: float
+    threads: int = 1
+
+    @property
+    def cores(self) -> int:
+        return max(1, math.ceil(self.vcpu))
+
+    @property
+    def label(self) -> str:
+        return f"{self.vcpu:g} vCPU, {self.threads} thread{'s' if self.threads > 1 else ''}"
+
+
+def default_limits() -> tuple[CpuLimit, ...]:
+    """Half a vCPU, one, and two (with one thread and with two) if this machine has two cores.
+
+    One vCPU with one thread comes first: it is the CPU time the model bills. Two vCPUs with
+    one thread shows single-threaded work getting no faster past one vCPU; with two threads,
+    how much of the render libvips spreads over a second core.
+    """
+    limits = [CpuLimit(1), CpuLimit(0.5)]
+    if _usable_cores() >= 2:
+        limits += [CpuLimit(2), CpuLimit(2, threads=2)]
+    return tuple(limits)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One render of one image in a fresh process with ``threads`` libvips threads."""
+    """One render of one image in a fresh process under one CPU limit."""
 
+    vcpu: float
     threads: int
-    cpu_s: float
-    wall_s: float
+    cpu_s: float  # process CPU time of the render (all threads)
+    wall_s: float  # its duration under the limit
     peak_rss_mb: float
 
 
 @dataclass(frozen=True, slots=True)
 class ImageMeasure:
-    """One image of the sample: its size and its runs (one per thread count)."""
+    """One image of the sample: its size and its runs (the first at one vCPU, one thread)."""
 
     name: str
     bytes: int
@@ -49,17 +94,27 @@ class ImageMeasure:
     height: int
     runs: tuple[Run, ...]
 
+    def run(self, vcpu: float, threads: int = 1) -> Run | None:
+        return next((r for r in self.runs if (r.vcpu, r.threads) == (vcpu, threads)), None)
+
     @property
     def profile(self) -> Profile:
-        one, most = self.runs[0], self.runs[-1]
+        """CPU seconds at one vCPU; the parallel speed-up as the ratio of two wall times.
+
+        The ratio, not the raw wall time, carries over: a busy machine slows both runs alike.
+        """
+        one = self.runs[0]
         rss = max(r.peak_rss_mb for r in self.runs)
-        return Profile(one.cpu_s, most.wall_s, most.threads, rss)
+        most = max(self.runs, key=lambda r: (r.threads, r.vcpu))
+        if most.threads <= 1 or one.wall_s <= 0:
+            return Profile(one.cpu_s, one.cpu_s, 1, rss)
+        return Profile(one.cpu_s, one.cpu_s * most.wall_s / one.wall_s, most.threads, rss)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "bytes": self.bytes, "width": self.width, "height": self.height,
             "runs": [
-                {"threads": r.threads, "cpu_s": r.cpu_s, "wall_s": r.wall_s,
+                {"vcpu": r.vcpu, "threads": r.threads, "cpu_s": r.cpu_s, "wall_s": r.wall_s,
                  "peak_rss_mb": r.peak_rss_mb}
                 for r in self.runs
             ],
@@ -76,21 +131,47 @@ class Sample:
     failed: tuple[tuple[str, str], ...] = ()
 
     @property
+    def limits(self) -> tuple[CpuLimit, ...]:
+        return tuple(CpuLimit(r.vcpu, r.threads) for r in self.images[0].runs)
+
+    @property
+    def speedup(self) -> tuple[int, float]:
+        """(threads, wall with that many ÷ wall with one) over the whole sample.
+
+        One ratio for every image: per image, a busy machine's noise can swamp it.
+        """
+        most = max(self.limits, key=lambda lim: (lim.threads, lim.vcpu))
+        if most.threads <= 1:
+            return 1, 1.0
+        return most.threads, sum(self.walls(most)) / sum(self.walls(CpuLimit(1)))
+
+    def _profile(self, cpu_s: float, peak_rss_mb: float) -> Profile:
+        threads, ratio = self.speedup
+        return Profile(cpu_s, cpu_s * min(1.0, ratio), threads, peak_rss_mb)
+
+    @property
     def average(self) -> Profile:
-        profiles = [i.profile for i in self.images]
-        return Profile(
-            statistics.fmean(p.cpu_s for p in profiles),
-            statistics.fmean(p.parallel_s for p in profiles),
-            profiles[0].threads,
-            statistics.fmean(p.peak_rss_mb for p in profiles),
+        return self._profile(
+            statistics.fmean(i.profile.cpu_s for i in self.images),
+            statistics.fmean(i.profile.peak_rss_mb for i in self.images),
         )
 
     @property
     def worst(self) -> Profile:
-        """The slowest image's timings, with the highest peak RSS of any image."""
-        slowest = max((i.profile for i in self.images), key=lambda p: p.cpu_s)
-        rss = max(i.profile.peak_rss_mb for i in self.images)
-        return Profile(slowest.cpu_s, slowest.parallel_s, slowest.threads, rss)
+        """The slowest image's CPU time, with the highest peak RSS of any image."""
+        return self._profile(
+            max(i.profile.cpu_s for i in self.images),
+            max(i.profile.peak_rss_mb for i in self.images),
+        )
+
+    def walls(self, limit: CpuLimit) -> list[float]:
+        """Each image's measured wall seconds under ``limit``."""
+        return [r.wall_s for i in self.images if (r := i.run(limit.vcpu, limit.threads))]
+
+    def wall(self, limit: CpuLimit) -> tuple[float, float]:
+        """(average, worst) measured wall seconds under ``limit``."""
+        walls = self.walls(limit)
+        return statistics.fmean(walls), max(walls)
 
     def to_dict(self) -> dict[str, object]:
         sizes = [i.bytes for i in self.images]
@@ -101,7 +182,12 @@ class Sample:
             "failed": [{"name": n, "message": m} for n, m in self.failed],
             "average": _profile_dict(self.average, statistics.fmean(sizes)),
             "worst": _profile_dict(self.worst, max(sizes)),
-        }
+            "limits": [
+                {"vcpu": lim.vcpu, "threads": lim.threads, "memory_mb": lim.vcpu * 1769,
+                 "avg_wall_s": self.wall(lim)[0], "worst_wall_s": self.wall(lim)[1]}
+                for lim in self.limits
+            ],
+        }  # fmt: skip
 
 
 def _profile_dict(profile: Profile, input_bytes: float) -> dict[str, float]:
@@ -115,33 +201,34 @@ def _profile_dict(profile: Profile, input_bytes: float) -> dict[str, float]:
     }
 
 
-def thread_counts() -> tuple[int, ...]:
-    """One libvips thread (single-threaded work), and two if this machine has the cores."""
-    return (1, 2) if (os.cpu_count() or 1) >= 2 else (1,)
-
-
 def measure(
     paths: Sequence[Path], recipe: Recipe, limits: Limits | None = None,
-    threads: Iterable[int] | None = None, synthetic: bool = False,
+    cpu_limits: Iterable[CpuLimit] | None = None, synthetic: bool = False,
+    progress: Progress | None = None,
 ) -> Sample:  # fmt: skip
-    """Render each image once per thread count, each time in a fresh process, one at a time.
+    """Render each image once per CPU limit, each time in a fresh process, one at a time.
 
     Runs are sequential on purpose: two renders side by side would share the cores we time.
+    ``progress`` hears about every run (for a progress bar).
     """
     limits = limits or Limits()
-    counts = tuple(threads or thread_counts())
+    # One vCPU with one thread first: its CPU time is what the model bills.
+    under = (CpuLimit(1), *(c for c in cpu_limits or default_limits() if c != CpuLimit(1)))
     runs: dict[Path, list[Run]] = {p: [] for p in paths}
     sizes: dict[Path, tuple[int, int]] = {}
     failed: dict[Path, str] = {}
-    for count in counts:
-        for path in paths:
-            if path in failed:
-                continue
-            try:
-                run, sizes[path] = _in_fresh_process(path, recipe, limits, count)
-                runs[path].append(run)
-            except PixpipeError as exc:
-                failed[path] = f"{exc.kind}: {exc}"
+    total, done = len(paths) * len(under), 0
+    for path in paths:
+        for limit in under:
+            if path not in failed:
+                try:
+                    run, sizes[path] = _in_fresh_process(path, recipe, limits, limit)
+                    runs[path].append(run)
+                except PixpipeError as exc:
+                    failed[path] = f"{exc.kind}: {exc}"
+            done += 1
+            if progress:
+                progress(done, total, path.name)
     images = tuple(
         ImageMeasure(p.name, p.stat().st_size, *sizes[p], tuple(r))
         for p, r in runs.items()
@@ -155,23 +242,82 @@ def measure(
 
 
 def _in_fresh_process(
-    path: Path, recipe: Recipe, limits: Limits, threads: int
+    path: Path, recipe: Recipe, limits: Limits, limit: CpuLimit
 ) -> tuple[Run, tuple[int, int]]:
-    from ..pool import init_process
-
     context = multiprocessing.get_context("forkserver")
     # Importing pyvips starts no thread, so the server may hold it ready for every child.
     context.set_forkserver_preload(["pixpipe.imaging"])
-    with ProcessPoolExecutor(
-        max_workers=1, mp_context=context, initializer=init_process, initargs=(threads,)
-    ) as pool:
-        return pool.submit(_probe, path.read_bytes(), recipe, limits, threads).result()
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_child, args=(send, path.read_bytes(), recipe, limits, limit), daemon=True
+    )
+    child.start()
+    send.close()
+    share = limit.vcpu / limit.cores
+    throttle = _Throttle(child.pid, share) if share < 1 and child.pid else None
+    try:
+        if not receive.poll(RUN_TIMEOUT_S):
+            raise PixpipeError("transient", f"{path.name}: no result in {RUN_TIMEOUT_S:g} s")
+        outcome = receive.recv()
+    except EOFError:
+        raise PixpipeError("transient", f"{path.name}: the measuring process died") from None
+    finally:
+        if throttle:
+            throttle.stop()
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        receive.close()
+    if isinstance(outcome, PixpipeError):
+        raise outcome
+    return outcome
+
+
+class _Throttle:
+    """Let process ``pid`` run ``share`` of each period: SIGCONT, wait, SIGSTOP, wait."""
+
+    def __init__(self, pid: int, share: float, period: float = THROTTLE_PERIOD_S) -> None:
+        self._pid, self._on, self._off = pid, share * period, (1 - share) * period
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cost-throttle", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._done.wait(self._on):
+                os.kill(self._pid, signal.SIGSTOP)
+                self._done.wait(self._off)
+                os.kill(self._pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, signal.SIGCONT)  # never leave it stopped
+
+
+def _child(send: Any, data: bytes, recipe: Recipe, limits: Limits, limit: CpuLimit) -> None:
+    """In the child: pin to the limit's cores, set libvips up, render, send the result back."""
+    from ..pool import init_process
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: limit.cores])
+    init_process(limit.threads)
+    try:
+        send.send(_probe(data, recipe, limits, limit))
+    except PixpipeError as exc:
+        send.send(exc)
+    finally:
+        send.close()
 
 
 def _probe(
-    data: bytes, recipe: Recipe, limits: Limits, threads: int
+    data: bytes, recipe: Recipe, limits: Limits, limit: CpuLimit
 ) -> tuple[Run, tuple[int, int]]:
-    """In the child: warm libvips up on a tiny image, then time the real one."""
+    """Warm libvips up on a tiny image, then time the real one."""
     import pyvips
 
     from ..imaging import render
@@ -181,7 +327,8 @@ def _probe(
     cpu, wall = time.process_time(), time.perf_counter()
     source = render(data, recipe, limits).source
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return Run(threads, cpu, wall, _peak_rss_mb()), (source.width, source.height)
+    run = Run(limit.vcpu, limit.threads, cpu, wall, _peak_rss_mb())
+    return run, (source.width, source.height)
 
 
 def _peak_rss_mb() -> float:
@@ -196,7 +343,7 @@ def synthetic_sample(
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, (width, height) in enumerate(sizes):
-        path = folder / f"synthetic-{index + 1}-{width}x{height}.jpg"
+        path = folder / f"photo-{index + 1}-{width}x{height}.jpg"
         if not path.is_file():
             _photo(width, height, seed=index + 1).jpegsave(str(path), Q=90)
         paths.append(path)

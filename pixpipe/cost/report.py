@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .estimate import Estimate, MemoryRow
-from .measure import Sample
+from .measure import CpuLimit, Sample
+from .model import MB_PER_VCPU
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,22 +38,34 @@ def print_report(
 def sample_table(sample: Sample) -> Table:
     kind = "built-in synthetic sample" if sample.synthetic else "sample"
     title = f"{kind}: {len(sample.images)} images, variants {', '.join(sample.variants)}"
-    table = Table("image", "MB in", "pixels", "CPU s (1 thread)", "wall s (2 threads)",
-                  "peak RSS MB", title=title, title_justify="left")  # fmt: skip
+    limits = sample.limits
+    caption = (
+        "CPU s: process CPU time at one vCPU. s @N: wall seconds with N vCPUs (×2: with two "
+        "libvips threads). MP: megapixels."
+    )
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table.add_column("image", overflow="fold", min_width=12)
+    for header in ("MP", "MB in", "CPU s", *(_limit_header(lim) for lim in limits), "peak RSS MB"):
+        table.add_column(header, justify="right")
     for image in sample.images:
-        profile = image.profile
+        walls = [
+            f"{r.wall_s:.2f}" if (r := image.run(lim.vcpu, lim.threads)) else "" for lim in limits
+        ]
         table.add_row(
-            image.name, f"{image.bytes / 1e6:.2f}", f"{image.width}×{image.height}",
-            f"{profile.cpu_s:.3f}", f"{profile.parallel_s:.3f}", f"{profile.peak_rss_mb:.0f}",
+            image.name, f"{image.width * image.height / 1e6:.1f}", f"{image.bytes / 1e6:.1f}",
+            f"{image.profile.cpu_s:.2f}", *walls, f"{image.profile.peak_rss_mb:.0f}",
         )  # fmt: skip
-    avg, worst = sample.average, sample.worst
-    table.add_row("[bold]average[/bold]", "", "", f"{avg.cpu_s:.3f}", f"{avg.parallel_s:.3f}",
-                  f"{avg.peak_rss_mb:.0f}")  # fmt: skip
-    table.add_row("[bold]worst[/bold]", "", "", f"{worst.cpu_s:.3f}",
-                  f"{worst.parallel_s:.3f}", f"{worst.peak_rss_mb:.0f}")  # fmt: skip
+    for name, profile, pick in (("average", sample.average, 0), ("worst", sample.worst, 1)):
+        walls = [f"{sample.wall(lim)[pick]:.2f}" for lim in limits]
+        table.add_row(f"[bold]{name}[/bold]", "", "", f"{profile.cpu_s:.2f}", *walls,
+                      f"{profile.peak_rss_mb:.0f}")  # fmt: skip
     for name, message in sample.failed:
-        table.add_row(f"[red]{name}[/red]", "", "", message, "", "")
+        table.add_row(f"[red]{name}[/red]", "", "", message)
     return table
+
+
+def _limit_header(limit: CpuLimit) -> str:
+    return f"s @{limit.vcpu:g}" + (f"×{limit.threads}" if limit.threads > 1 else "")
 
 
 def memory_table(estimate: Estimate) -> Table:
@@ -92,17 +105,24 @@ def alternatives_table(estimate: Estimate) -> Table:
 
 
 def verdict(estimate: Estimate) -> str:
-    """One or two sentences: where to run it, and when that changes."""
+    """The answer in two or three sentences: where to run it, what it costs, when that changes."""
     best, plan = estimate.lambda_best, estimate.containers
+    volume = f"{estimate.workload.images_per_day:,.0f} images/day"
+    tasks = f"{plan.count} always-on Fargate task{'s' if plan.count > 1 else ''}"
+    fleet = f"{tasks}: {usd(plan.monthly)} USD/month ({usd(plan.per_1000)} per 1000 images)."
     if best is None:
-        return "[red]No Lambda memory size holds the worst image: run it on containers.[/red]"
-    lam = f"Lambda {best.arch} at {best.memory_mb} MB: {usd(best.monthly)} USD/month"
-    tasks = f"{plan.count} always-on task{'s' if plan.count > 1 else ''}: {usd(plan.monthly)}"
-    where = {"lambda": "Lambda", "containers": "containers", "servers": "your servers"}
-    text = f"[bold]Run it on {where[estimate.cheapest]}.[/bold] {lam}; {tasks} USD/month."
+        return f"[red]No Lambda memory size holds the worst image.[/red] {fleet}"
+    where = {"lambda": "AWS Lambda", "containers": "always-on containers",
+             "servers": "your own servers"}[estimate.cheapest]  # fmt: skip
+    text = (
+        f"[bold]Answer: run it on {where}.[/bold] Lambda {best.arch} at {best.memory_mb} MB "
+        f"({best.seconds:.2f} s per image): [bold]{usd(best.monthly)} USD/month[/bold] for "
+        f"{volume}, {usd(best.per_1000)} USD per 1000 images. {fleet}"
+    )
     even = estimate.break_even_images_per_day
     if even is not None:
-        text += f" The containers cost the same as Lambda at {even:,.0f} images/day."
+        verb = "cost" if plan.count > 1 else "costs"
+        text += f" Above {even:,.0f} images/day, {tasks} {verb} less than Lambda."
     return text
 
 
@@ -110,8 +130,12 @@ def _images_per_month(estimate: Estimate) -> float:
     return max(1e-9, estimate.workload.images_per_day * 730 / 24)
 
 
-def write_chart(estimate: Estimate, path: Path) -> Path:
-    """Seconds per image and USD per month against memory, average and worst, as a PNG."""
+def write_chart(estimate: Estimate, path: Path, sample: Sample | None = None) -> Path:
+    """Seconds per image and USD per month against memory, average and worst, as a PNG.
+
+    With the ``sample``, the wall times measured under each CPU limit are marked on the
+    time curve at the memory size that buys that share (1769 MB per vCPU).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,6 +147,8 @@ def write_chart(estimate: Estimate, path: Path) -> Path:
     left, right = figure.subplots(1, 2)
     left.plot(memory, [r.avg_s for r in rows], "o-", label="average image")
     left.plot(memory, [r.worst_s for r in rows], "s--", label="worst image")
+    if sample is not None:
+        _measured_points(left, sample)
     left.set(xscale="log", yscale="log", xlabel="Lambda memory (MB)",
              ylabel="seconds per image", title="time per image")  # fmt: skip
     for arch, colour in (("x86", "tab:blue"), ("arm64", "tab:orange")):
@@ -150,3 +176,13 @@ def _shade_too_small(axis: Axes, rows: tuple[MemoryRow, ...]) -> None:
     small = [r.memory_mb for r in rows if not r.fits]
     if small:
         axis.axvspan(min(small) * 0.9, max(small) * 1.05, color="red", alpha=0.08)
+
+
+def _measured_points(axis: Axes, sample: Sample) -> None:
+    for threads, marker in ((1, "^"), (2, "v")):
+        limits = [lim for lim in sample.limits if lim.threads == threads]
+        if limits:
+            memory = [lim.vcpu * MB_PER_VCPU for lim in limits]
+            label = f"measured, {threads} thread{'s' if threads > 1 else ''} (avg)"
+            axis.plot(memory, [sample.wall(lim)[0] for lim in limits], marker, color="black",
+                      linestyle="none", label=label)  # fmt: skip
