@@ -7,6 +7,7 @@ import asyncio
 import multiprocessing
 import os
 from concurrent.futures import TimeoutError
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
@@ -57,6 +58,8 @@ def failure(exc: BaseException, limits: Limits) -> PixpipeError:
     if isinstance(exc, ProcessExpired):
         # A render process died (killed, out of memory, a libvips crash): try again.
         return PixpipeError(Kind.TRANSIENT, f"render process died (exit code {exc.exitcode})")
+    if isinstance(exc, BrokenProcessPool):  # one died before taking its task: not the image's fault
+        return PixpipeError(Kind.TRANSIENT, f"render processes failed ({exc}); will retry")
     return PixpipeError(Kind.CORRUPT, f"internal error: {type(exc).__name__}: {exc}")
 
 
@@ -73,8 +76,13 @@ class RenderPool:
         self.workers = workers
         self.limits = limits
         self._pool = start_pool(workers)
+        self._restarting = asyncio.Lock()
 
     async def render(self, data: bytes, recipe: Recipe) -> Any:
+        if not self._pool.active:
+            async with self._restarting:
+                if not self._pool.active:
+                    await asyncio.to_thread(self._restart)
         future = self._pool.schedule(
             _render, args=(data, recipe, self.limits), timeout=self.limits.max_seconds
         )
@@ -85,6 +93,13 @@ class RenderPool:
                 future.cancel()
                 raise
             raise failure(exc, self.limits) from None
+
+    def _restart(self) -> None:
+        # pebble gives a pool up for good when a process dies before it took its task (killed
+        # while starting, say): start a fresh one rather than fail every image after.
+        broken, self._pool = self._pool, start_pool(self.workers)
+        broken.stop()
+        broken.join(timeout=10)
 
     def close(self) -> None:
         self._pool.stop()

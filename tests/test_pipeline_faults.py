@@ -24,6 +24,10 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from pixpipe import bus
+from pixpipe.config import Limits
+from pixpipe.errors import Kind, PixpipeError
+from pixpipe.pool import RenderPool
+from pixpipe.recipe import DEFAULT_RECIPE
 from pixpipe.roles import Roles
 from pixpipe.state import States
 
@@ -105,16 +109,9 @@ class Proc:
         self.popen.kill()
         self.popen.wait()
 
-    def children(self, marker: bytes = b"spawn_main") -> list[int]:
-        """The pids of this process's children whose command line holds ``marker`` (the render
-        pool's processes: multiprocessing's spawn start)."""
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError):
-                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                if ppid == self.pid and marker in (stat.parent / "cmdline").read_bytes():
-                    found.append(int(stat.parent.name))
-        return found
+    def children(self) -> list[int]:
+        """Its render processes."""
+        return children_of(self.pid)
 
     def cleanup(self) -> None:
         """Stop it if a test failed half-way, and anything it left in its process group."""
@@ -142,6 +139,18 @@ def spawn(tmp_path: Path) -> Iterator[Any]:
     yield start
     for proc in procs:
         proc.cleanup()
+
+
+def children_of(pid: int, marker: bytes = b"spawn_main") -> list[int]:
+    """The pids of ``pid``'s children whose command line holds ``marker`` (by default the
+    render pool's processes: multiprocessing's spawn start)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and marker in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
 
 
 def cpu_ticks(pid: int) -> int:
@@ -294,3 +303,95 @@ async def test_up_serves_an_upload_end_to_end_and_stops_on_sigterm(
     assert code == 0, up.output
     assert seconds < 10, f"took {seconds:.1f} s to stop"
     assert not (data_dir / bus.URL_FILE).exists(), "the embedded nats-server was left running"
+
+
+# --- 4. pixpipe up supervises its render processes, stops cleanly, resumes ------------------
+
+
+async def test_up_replaces_a_killed_render_process_and_retries_its_image(
+    tmp_path: Path, spawn, big_png: bytes, small_jpeg: bytes
+):
+    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
+    data_dir = tmp_path / "data"
+    up = spawn("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    url, api_key = await _up_started(up)
+    auth = {"Authorization": f"Bearer {api_key}"}
+
+    async def upload(key: str, data: bytes) -> None:
+        response = await http.post("/v1/images", params={"key": key}, content=data, headers=auth)
+        assert response.status_code == 201, response.text
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http, bus_of(data_dir) as (_, states):
+        await upload("before/the crash.jpg", small_jpeg)  # the render process is up and idle
+        await wait_all(states, ["before/the crash.jpg"], timeout=60)
+        (renderer,) = up.children()
+        await upload(BIG, big_png)
+        await busy(renderer)  # at work on the big image
+        os.kill(renderer, signal.SIGKILL)
+
+        (doc,) = (await wait_all(states, [BIG], timeout=60)).values()
+        assert doc["attempts"] == 2, "the image was not retried after its renderer died"
+        assert variant_files(data_dir / "variants", BIG) == set(SIX)
+        replacement = up.children()
+        assert len(replacement) == 1 and replacement != [renderer], "renderer not replaced"
+        # The new renderer takes the next image as usual: first time, no retry.
+        await upload("after/the crash.jpg", small_jpeg)
+        (doc,) = (await wait_all(states, ["after/the crash.jpg"], timeout=60)).values()
+        assert doc["attempts"] == 1
+    code, _ = await up.terminate()
+    assert code == 0, up.output
+
+
+async def test_render_pool_survives_a_process_killed_before_it_took_its_task(small_jpeg: bytes):
+    """pebble declares a whole pool broken when a process dies before acknowledging a task;
+    that must cost one retry (transient), not every image after it."""
+    pool = RenderPool(1, Limits())
+    try:
+        before = set(children_of(os.getpid()))
+        first = asyncio.ensure_future(pool.render(small_jpeg, DEFAULT_RECIPE))
+        await eventually(lambda: set(children_of(os.getpid())) - before, timeout=10)
+        (starting,) = set(children_of(os.getpid())) - before  # still importing libvips
+        os.kill(starting, signal.SIGKILL)
+        with pytest.raises(PixpipeError) as failed:
+            await first
+        assert failed.value.kind is Kind.TRANSIENT
+        rendered = await pool.render(small_jpeg, DEFAULT_RECIPE)
+        assert {o.name for o in rendered.variants} == set(SIX)
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+async def test_up_stops_cleanly_on_sigterm_and_a_restart_finishes_the_rest(
+    tmp_path: Path, spawn, small_jpeg: bytes
+):
+    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
+    data_dir = tmp_path / "data"
+    args = ("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    keys = [f"queue/{n:02d}.jpg" for n in range(12)]
+
+    up = spawn(*args)
+    url, api_key = await _up_started(up)
+    auth = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for key in keys:
+            response = await http.post(
+                "/v1/images", params={"key": key}, content=small_jpeg, headers=auth
+            )
+            assert response.status_code == 201, response.text
+    await eventually(lambda: variant_files(data_dir / "variants", keys[0]) == set(SIX))
+    code, seconds = await up.terminate()
+    assert code == 0, up.output
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
+    unfinished = [k for k in keys if variant_files(data_dir / "variants", k) != set(SIX)]
+    assert unfinished, "everything finished before the stop: nothing left to resume"
+
+    again = spawn(*args)
+    await _up_started(again)
+    async with bus_of(data_dir) as (js, states):
+        docs = await wait_all(states, keys, timeout=90)
+        assert all(variant_files(data_dir / "variants", k) == set(SIX) for k in keys)
+        assert {d["state"] for d in docs.values()} == {"done"}
+        await asyncio.sleep(1)
+        assert sorted(await processed_keys(js)) == keys, "exactly one image.processed per key"
+    code, _ = await again.terminate()
+    assert code == 0, again.output
