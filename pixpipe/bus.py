@@ -11,7 +11,11 @@ this module only configures them:
   the work: that is the work queue.
 - stream ``PIXPIPE_DEAD`` keeps the server's "max deliveries" and "terminated" advisories,
   so dead letters are not lost while no worker listens (see ``DeadLetter``).
-- key-value bucket ``pixpipe-images`` for image state.
+- key-value bucket ``pixpipe-images`` for image state; ``pixpipe-batches`` for batches
+  (``batches.py``) and ``pixpipe-reprocess`` for backfill progress (``reprocess.py``).
+- durable ``reprocess`` (``pixpipe.reprocess``: chunks of a backfill, for the workers) and
+  ``batches`` (image outcomes and batch deadlines; unlimited deliveries, since a deadline
+  not yet reached is put back with ``nak(delay)``).
 
 Retry contract for consumers: on a transient failure, ``msg.nak(delay=retry_delay(...))``;
 on a permanent one, quarantine and then ``msg.ack()``; long renders call
@@ -54,6 +58,8 @@ if TYPE_CHECKING:
 STREAM = "PIXPIPE"
 DEAD_STREAM = "PIXPIPE_DEAD"
 KV_BUCKET = "pixpipe-images"
+BATCHES_BUCKET = "pixpipe-batches"
+REPROCESS_BUCKET = "pixpipe-reprocess"
 SUBJECTS = "pixpipe.>"
 DUPLICATE_WINDOW_S = 120.0
 MAX_AGE_S = 7 * 24 * 3600.0
@@ -62,6 +68,11 @@ CONSUMERS: Mapping[str, tuple[str, ...]] = {
     "variants": ("pixpipe.object.created",),
     "backup": ("pixpipe.object.created",),
     "notify": ("pixpipe.image.processed", "pixpipe.image.failed", "pixpipe.batch.done"),
+    "reprocess": ("pixpipe.reprocess",),
+}
+# Consumers that retry on their own terms: every delivery may be a "not yet" (nak + delay).
+PATIENT_CONSUMERS: Mapping[str, tuple[str, ...]] = {
+    "batches": ("pixpipe.image.processed", "pixpipe.image.failed", "pixpipe.batch.deadline"),
 }
 ADVISORY_MAX_DELIVERIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"
 ADVISORY_TERMINATED = f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{STREAM}.*"
@@ -276,6 +287,11 @@ async def ensure_topology(
     )
     for durable, subjects in CONSUMERS.items():
         await js.add_consumer(STREAM, consumer_config(durable, subjects, retry))
+    for durable, subjects in PATIENT_CONSUMERS.items():
+        config = consumer_config(durable, subjects, retry)
+        config.max_deliver, config.backoff, config.ack_wait = -1, None, ACK_WAIT_S
+        config.deliver_policy = api.DeliverPolicy.NEW  # outcomes from before batches existed
+        await js.add_consumer(STREAM, config)
     await _ensure_stream(
         js,
         api.StreamConfig(
@@ -287,12 +303,21 @@ async def ensure_topology(
             num_replicas=replicas,
         ),
     )
+    for bucket in (BATCHES_BUCKET, REPROCESS_BUCKET):
+        await _ensure_kv(js, bucket, history=1, ttl=MAX_AGE_S, replicas=replicas)
+    return await _ensure_kv(js, KV_BUCKET, history=5, replicas=replicas)
+
+
+async def _ensure_kv(
+    js: JetStreamContext, bucket: str, *, history: int, replicas: int, ttl: float | None = None
+) -> KeyValue:
     try:
-        return await js.key_value(KV_BUCKET)
+        return await js.key_value(bucket)
     except NotFoundError:
         return await js.create_key_value(
-            bucket=KV_BUCKET, history=5, storage=api.StorageType.FILE, replicas=replicas
-        )
+            bucket=bucket, history=history, ttl=ttl, storage=api.StorageType.FILE,
+            replicas=replicas,
+        )  # fmt: skip
 
 
 async def publish(
@@ -315,7 +340,7 @@ async def publish_event(js: JetStreamContext, event: Event) -> api.PubAck:
 
 
 async def pull(js: JetStreamContext, durable: str) -> JetStreamContext.PullSubscription:
-    """Bind to one of the durable consumers (``variants``, ``backup``, ``notify``)."""
+    """Bind to one of the durable consumers (``variants``, ``backup``, ``notify``, …)."""
     return await js.pull_subscribe_bind(durable, stream=STREAM)
 
 
@@ -366,9 +391,12 @@ def decode(msg: Msg) -> dict[str, Any]:
 
 
 __all__ = [
+    "BATCHES_BUCKET",
     "CONSUMERS",
     "DEAD_STREAM",
     "KV_BUCKET",
+    "PATIENT_CONSUMERS",
+    "REPROCESS_BUCKET",
     "STREAM",
     "DeadLetter",
     "EmbeddedServer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -380,3 +381,75 @@ def invoke(
     except PixpipeError as exc:
         raise fail(f"{key}: {exc}", 1) from None
     sys.stdout.write(json.dumps(result) + "\n")
+
+
+@app.command()
+def reprocess(
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", help="A recipe variant to (re)make; repeat (default: all)."),
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Only originals whose key starts with this.")] = "",
+    missing_only: Annotated[
+        bool, typer.Option("--missing-only", help="Skip originals whose variant file exists.")
+    ] = False,
+    page_size: Annotated[
+        int, typer.Option(min=1, help="Originals listed (and held in memory) at a time.")
+    ] = 1000,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
+) -> None:  # fmt: skip
+    """Backfill through the bus: give every stored original (under --prefix) the named
+    variants, leaving its other variant files alone. Workers (`pixpipe up` / `pixpipe
+    worker`) do the rendering. Safe to interrupt: the same command again resumes."""
+    from .reprocess import Report, coordinate
+
+    settings = _settings(config, data_dir)
+    try:
+        names = _variant_names(settings, variant or ())
+    except RecipeError as exc:
+        raise fail(f"{exc} (the recipe has: {', '.join(settings.recipe.names)})") from None
+    show_bar = not as_json and err.is_terminal
+    with Progress(
+        TextColumn("[bold]reprocess"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} images/s"), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=not show_bar,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("reprocess", total=None, rate=0.0)
+
+        def progress(report: Report) -> None:
+            total = report.listed if report.listing_done else None
+            bar.update(task, total=total, completed=report.finished, rate=report.images_per_s)
+
+        async def action(rt: Any) -> Report:
+            return await coordinate(
+                rt, names, prefix, missing_only, page_size=page_size, on_progress=progress
+            )
+
+        try:
+            report = _with_runtime(settings, action)
+        except KeyboardInterrupt:
+            raise fail("interrupted: run the same command again to resume", 130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out = Console()
+        for failure in report.failures:
+            key, kind = failure["key"], failure["kind"]
+            out.print(f"[red]failed[/red] {key}: [bold]{kind}[/bold]", end=" ")
+            out.print(failure["message"], markup=False)
+        table = Table(show_header=False, box=None)
+        for label, value in (
+            ("variants", ", ".join(report.variants)), ("originals", str(report.listed)),
+            ("rendered", str(report.done)), ("up to date", str(report.skipped)),
+            ("failed", str(report.failed)), ("time", f"{report.seconds:.1f} s"),
+            ("rate", f"{report.images_per_s:.1f} images/s"),
+        ):  # fmt: skip
+            table.add_row(label, value)
+        out.print(table)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def _variant_names(settings: Settings, names: Sequence[str]) -> tuple[str, ...]:
+    """The variant names a backfill makes: those asked for, checked against the recipe."""
+    return settings.recipe.only(names).names if names else settings.recipe.names

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from watchfiles import Change, awatch
 
 from . import bus
+from .batches import held
 from .errors import Kind, PixpipeError
 from .events import ObjectCreated, objects_in
 from .results import error_key
@@ -30,8 +31,11 @@ _TEMP = re.compile(r"#\d+$")  # obstore's local store writes to `name#N` and ren
 
 
 async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
-    """Mark the image pending (unless this very object is already known) and publish."""
+    """Mark the image pending (unless this very object is already known) and publish;
+    an image held for its batch is left to the batch (``batches.py`` releases it)."""
     state = await rt.states.get(event.key)
+    if held(state, event.etag):
+        return event
     if state is None or state.get("etag") != event.etag:
         await rt.states.set(event.key, "pending", etag=event.etag)
     await bus.publish_event(rt.js, event)

@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .backup import run_backup
+from .batches import run_batches
 from .bus import EmbeddedServer
 from .config import Settings
 from .ingest import subscribe_s3, watch_folder
 from .notify import run_notify
 from .pool import RenderPool
+from .reprocess import run_reprocess_jobs
 from .service import Runtime, log, runtime
 from .worker import Worker, run_dead_letters
 
@@ -71,7 +73,7 @@ def _role_tasks(rt: Runtime, roles: Roles, stop: asyncio.Event) -> list[Awaitabl
         workers = roles.workers or os.cpu_count() or 1
         tasks += [
             _run_worker(rt, workers, stop), run_backup(rt, stop), run_notify(rt, stop),
-            run_dead_letters(rt, stop),
+            run_dead_letters(rt, stop), run_batches(rt, stop),
         ]  # fmt: skip
     if roles.api:
         tasks += [_run_api(rt, roles, stop), watch_folder(rt, stop)]
@@ -81,7 +83,8 @@ def _role_tasks(rt: Runtime, roles: Roles, stop: asyncio.Event) -> list[Awaitabl
 async def _run_worker(rt: Runtime, workers: int, stop: asyncio.Event) -> None:
     pool = RenderPool(workers, rt.settings.limits.frozen())
     try:
-        await Worker(rt, pool).run(stop)
+        # New uploads and backfill chunks share the render processes.
+        await asyncio.gather(Worker(rt, pool).run(stop), run_reprocess_jobs(rt, pool, stop))
     finally:
         await asyncio.to_thread(pool.close)
 

@@ -22,6 +22,7 @@ from ..service import Runtime
 from ..stores import Store, validate_key
 from .api import base_url
 from .auth import AUTH
+from .batches import check_batch, hold_upload
 from .delivery import MEDIA_TYPES
 from .models import PresignedUpload, Problem, Uploaded, UploadRequest
 from .signing import upload_token, verify_upload
@@ -45,21 +46,26 @@ def _too_large(limit: int) -> PixpipeError:
 async def upload(
     request: Request,
     key: Annotated[str, Query(description="Where the original will live.", min_length=1)],
+    batch: Annotated[str | None, Query(description="Hold it until its batch is complete.")] = None,
 ) -> dict[str, Any]:
     """Upload an original: the raw body (any Content-Type), or a multipart field ``file``."""
     rt: Runtime = request.app.state.rt
     validate_key(key)
     data = await _read_upload(request, rt.settings.limits.max_input_bytes)
-    result = await _store(request, key, data)
+    if batch is not None:
+        await check_batch(rt, batch, key)
+    result = await _store(request, key, data, batch)
     request.app.state.metrics.uploads.labels("api").inc()
     return result
 
 
-async def _store(request: Request, key: str, data: bytes) -> dict[str, Any]:
+async def _store(
+    request: Request, key: str, data: bytes, batch: str | None = None
+) -> dict[str, Any]:
     rt: Runtime = request.app.state.rt
     fmt = sniff(data)
     await rt.stores.originals.put(key, data, content_type=MEDIA_TYPES[fmt])
-    await announce(rt, key)
+    await (hold_upload(rt, batch, key) if batch is not None else announce(rt, key))
     base = base_url(request)
     return {
         "key": key, "state": "pending",

@@ -1,0 +1,376 @@
+"""Batches (orders): originals uploaded with ``?batch=ID`` wait until all ``expected`` are in,
+or until the batch's deadline, and are then released together; ``pixpipe.batch.done`` fires
+once, when every released original is done or failed.
+
+One JSON document per batch in the KV bucket ``pixpipe-batches`` (key ``b.{id}``), changed
+only by compare-and-set on its revision: concurrent uploads and workers never lose an update,
+and exactly one of them makes each transition ``open → processing → done``. ``members`` maps
+each original key to its etag, size, type and outcome; every count is derived from it, so a
+duplicate upload or a redelivered event changes nothing. A reverse entry ``m.{key}`` → batch
+id lets the ``batches`` consumer credit a processed or failed image to its batch without the
+worker knowing about batches. A batch holds up to ~10,000 keys (the bus's 1 MB value limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+from nats.js.errors import FetchTimeoutError, KeyNotFoundError, KeyWrongLastSequenceError
+
+from . import bus
+from .errors import Kind, PixpipeError
+from .events import SUBJECT_IMAGE_FAILED, SUBJECT_IMAGE_PROCESSED, BatchDone, ObjectCreated
+from .service import Runtime, log
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js.kv import KeyValue
+
+SUBJECT_DEADLINE = "pixpipe.batch.deadline"
+BATCH_STATES = ("open", "processing", "done")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_MAX_RECHECK_S = 60.0  # a far deadline is looked at again at least this often
+_PUBLISH_AHEAD = 64  # object.created publishes in flight while releasing a batch
+
+Doc = dict[str, Any]
+
+
+class BatchError(ValueError):
+    """A batch request that cannot be met; ``status`` is the HTTP status that says why."""
+
+    status = 400
+
+
+class NoBatch(BatchError):
+    status = 404
+
+
+class BatchConflict(BatchError):
+    status = 409
+
+
+def validate_id(batch_id: str) -> str:
+    if not _ID.match(batch_id):
+        raise BatchError(
+            "batch id must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
+            f"letter or digit (got {batch_id!r})"
+        )
+    return batch_id
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _doc_key(batch_id: str) -> str:
+    return f"b.{_b64(batch_id)}"
+
+
+def _member_key(key: str) -> str:
+    return f"m.{_b64(key)}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def bucket(rt: Runtime) -> KeyValue:
+    return await rt.js.key_value(bus.BATCHES_BUCKET)
+
+
+def counts(doc: Doc) -> dict[str, int]:
+    outcomes = [m.get("outcome") for m in doc["members"].values()]
+    return {
+        "received": len(outcomes),
+        "done": outcomes.count("done"),
+        "failed": outcomes.count("failed"),
+    }
+
+
+def public(doc: Doc) -> dict[str, Any]:
+    """The batch as clients see it: ``{id, expected, received, state, done, failed,
+    missing?, deadline?}``; ``missing`` only once a deadline released it short."""
+    out: dict[str, Any] = {"id": doc["id"], "expected": doc["expected"], "state": doc["state"]}
+    out |= counts(doc)
+    if doc.get("missing") is not None:
+        out["missing"] = doc["missing"]
+    if doc.get("deadline") is not None:
+        out["deadline"] = datetime.fromtimestamp(doc["deadline"], UTC).isoformat()
+    return out
+
+
+async def get(rt: Runtime, batch_id: str) -> Doc | None:
+    try:
+        entry = await (await bucket(rt)).get(_doc_key(validate_id(batch_id)))
+    except KeyNotFoundError:
+        return None
+    return json.loads(entry.value) if entry.value else None
+
+
+async def _change(kv: KeyValue, batch_id: str, change: Callable[[Doc], Doc | None]) -> Doc:
+    """Apply ``change`` to the batch by compare-and-set, again until no one raced us.
+    ``change`` returns the new document, or ``None`` to leave it as it is."""
+    while True:
+        try:
+            entry = await kv.get(_doc_key(batch_id))
+        except KeyNotFoundError:
+            raise NoBatch(f"no batch {batch_id!r}") from None
+        doc = json.loads(entry.value or b"{}")
+        new = change(json.loads(entry.value or b"{}"))
+        if new is None:
+            return doc
+        new["updated"] = _now()
+        try:
+            await kv.update(_doc_key(batch_id), json.dumps(new).encode(), last=entry.revision)
+        except KeyWrongLastSequenceError:
+            continue  # someone else changed it first: look again
+        return new
+
+
+async def create(rt: Runtime, batch_id: str, expected: int, deadline_s: float | None = None) -> Doc:
+    """Open a batch. Asking again with the same ``expected`` returns it; otherwise 409."""
+    validate_id(batch_id)
+    if expected < 1:
+        raise BatchError(f"expected must be at least 1 (got {expected})")
+    deadline = time.time() + deadline_s if deadline_s is not None else None
+    doc: Doc = {
+        "id": batch_id, "expected": expected, "state": "open", "deadline": deadline,
+        "members": {}, "created": _now(), "announced": False,
+    }  # fmt: skip
+    kv = await bucket(rt)
+    try:
+        await kv.create(_doc_key(batch_id), json.dumps(doc).encode())
+    except KeyWrongLastSequenceError:
+        old = await get(rt, batch_id)
+        if old is None or old["expected"] != expected:
+            raise BatchConflict(f"batch {batch_id!r} exists with other settings") from None
+        return old
+    if deadline is not None:
+        await bus.publish(rt.js, SUBJECT_DEADLINE, {"id": batch_id}, f"deadline:{batch_id}")
+    return doc
+
+
+async def reserve(rt: Runtime, batch_id: str, key: str) -> Doc:
+    """Before an original is stored for a batch: the batch must be open, and the key is
+    marked held (state ``pending`` with ``batch``), which ``ingest`` does not announce."""
+    doc = await get(rt, batch_id)
+    if doc is None:
+        raise NoBatch(f"no batch {batch_id!r} (create it with POST /v1/batches)")
+    if doc["state"] != "open":
+        raise BatchConflict(f"batch {batch_id!r} is {doc['state']}: it takes no more uploads")
+    await rt.states.set(key, "pending", etag=None, batch=batch_id)
+    return doc
+
+
+def held(state: Doc | None, etag: str | None) -> bool:
+    """Whether an image waits for its batch (so announcing it now would jump the queue)."""
+    if not state or state["state"] != "pending" or not state.get("batch"):
+        return False
+    return state.get("etag") in (None, etag)
+
+
+async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
+    """Record a stored original in its batch instead of announcing it; the upload that
+    completes the batch releases it. An original re-uploaded under the same key counts once."""
+    meta = await rt.stores.originals.head(key)
+    if meta is None:
+        raise PixpipeError(Kind.MISSING, f"{key} is not in the originals store")
+    etag = (meta.etag or "").strip('"') or None
+    kv = await bucket(rt)
+    await rt.states.set(key, "pending", etag=etag, batch=batch_id)
+    await kv.put(_member_key(key), batch_id.encode())
+    member = {"etag": etag, "size": meta.size, "type": meta.content_type, "outcome": None}
+    released = [False]  # set by the attempt that was written
+
+    def add(doc: Doc) -> Doc | None:
+        released[0] = False
+        if doc["state"] != "open":
+            raise BatchConflict(f"batch {batch_id!r} is {doc['state']}: it takes no more uploads")
+        if doc["members"].get(key) == member:
+            return None
+        doc["members"][key] = member
+        if len(doc["members"]) >= doc["expected"]:
+            doc["state"], doc["released"] = "processing", _now()
+            released[0] = True
+        return doc
+
+    try:
+        doc = await _change(kv, batch_id, add)
+    except BatchError:
+        await rt.states.set(key, "pending", etag=etag)  # not held any more
+        raise
+    if released[0]:
+        await release(rt, doc)
+    return doc
+
+
+async def release(rt: Runtime, doc: Doc) -> None:
+    """Publish ``object.created`` for every original of the batch (the usual dedup ids, so a
+    second release of the same batch is harmless); an empty batch is done at once."""
+    if not doc["members"]:
+        await _finish_if_complete(rt, doc["id"])
+        return
+    log.info("batch %s released: %d originals", doc["id"], len(doc["members"]))
+    slots = asyncio.Semaphore(_PUBLISH_AHEAD)
+
+    async def one(key: str, member: Doc) -> None:
+        async with slots:
+            event = ObjectCreated(
+                key=key, size=member["size"], etag=member["etag"],
+                content_type=member["type"],
+            )  # fmt: skip
+            await bus.publish_event(rt.js, event)
+
+    await asyncio.gather(*(one(k, m) for k, m in doc["members"].items()))
+
+
+async def expire(rt: Runtime, batch_id: str) -> Doc:
+    """Past its deadline: release an open batch with what it has, noting how many are missing."""
+
+    released = [False]
+
+    def close(doc: Doc) -> Doc | None:
+        released[0] = False
+        if doc["state"] != "open":
+            return None
+        doc["state"], doc["released"] = "processing", _now()
+        doc["missing"] = doc["expected"] - len(doc["members"])
+        released[0] = True
+        return doc
+
+    doc = await _change(await bucket(rt), batch_id, close)
+    if released[0]:
+        log.info("batch %s deadline: releasing %d, %d missing", batch_id,
+                 len(doc["members"]), doc["missing"])  # fmt: skip
+        await release(rt, doc)
+    return doc
+
+
+async def finished(rt: Runtime, key: str, outcome: str, etag: str | None = None) -> None:
+    """Credit an image's outcome to its batch (if it has one); the last one ends the batch."""
+    kv = await bucket(rt)
+    try:
+        entry = await kv.get(_member_key(key))
+    except KeyNotFoundError:
+        return
+    batch_id = (entry.value or b"").decode()
+    if not batch_id:
+        return
+
+    def mark(doc: Doc) -> Doc | None:
+        member = doc["members"].get(key)
+        if doc["state"] != "processing" or member is None or member["outcome"] is not None:
+            return None  # not released yet (an older upload of the key), or counted already
+        if etag and member["etag"] and etag.strip('"') != member["etag"]:
+            return None
+        member["outcome"] = outcome
+        return doc
+
+    try:
+        await _change(kv, batch_id, mark)
+    except NoBatch:
+        return
+    await _finish_if_complete(rt, batch_id)
+
+
+async def _finish_if_complete(rt: Runtime, batch_id: str) -> None:
+    """``processing`` with every outcome in → ``done``, then announce it (once)."""
+
+    def complete(doc: Doc) -> Doc | None:
+        if doc["state"] != "processing":
+            return None
+        if any(m["outcome"] is None for m in doc["members"].values()):
+            return None
+        doc["state"], doc["finished"] = "done", _now()
+        return doc
+
+    doc = await _change(await bucket(rt), batch_id, complete)
+    if doc["state"] == "done" and not doc.get("announced"):
+        await _announce(rt, doc)
+
+
+async def _announce(rt: Runtime, doc: Doc) -> None:
+    """Publish ``batch.done``; its message id (``batch:{id}``) makes a racing or retried
+    second publish a no-op, and ``announced`` records that it went out."""
+    c = counts(doc)
+    await bus.publish_event(rt.js, BatchDone(id=doc["id"], done=c["done"], failed=c["failed"]))
+
+    def mark(current: Doc) -> Doc | None:
+        if current.get("announced"):
+            return None
+        current["announced"] = True
+        return current
+
+    await _change(await bucket(rt), doc["id"], mark)
+    log.info("batch %s done: %d done, %d failed", doc["id"], c["done"], c["failed"])
+
+
+async def handle(rt: Runtime, msg: Msg) -> float | None:
+    """One message of the ``batches`` consumer; returns a delay to look again, or ``None``."""
+    data = bus.decode(msg)
+    if msg.subject == SUBJECT_DEADLINE:
+        doc = await get(rt, data["id"])
+        if doc is None or doc["state"] != "open":
+            if doc is not None and doc["state"] == "done" and not doc.get("announced"):
+                await _announce(rt, doc)
+            return None
+        remaining = doc["deadline"] - time.time()
+        if remaining > 0:
+            return min(remaining, _MAX_RECHECK_S)
+        await expire(rt, data["id"])
+    elif msg.subject == SUBJECT_IMAGE_PROCESSED:
+        await finished(rt, data["key"], "done", data.get("etag"))
+    elif msg.subject == SUBJECT_IMAGE_FAILED:
+        await finished(rt, data["key"], "failed")
+    return None
+
+
+async def run_batches(rt: Runtime, stop: asyncio.Event) -> None:
+    """The ``batches`` consumer: image outcomes credited to batches, deadlines enforced."""
+    sub = await bus.pull(rt.js, "batches")
+    while not stop.is_set():
+        try:
+            msgs = await sub.fetch(16, timeout=1.0)
+        except (FetchTimeoutError, nats.errors.TimeoutError):
+            continue
+        except Exception as exc:  # the bus is reconnecting
+            log.debug("fetch from batches failed: %s", exc)
+            await asyncio.sleep(0.5)
+            continue
+        for msg in msgs:
+            try:
+                later = await handle(rt, msg)
+            except Exception as exc:  # KV trouble: look again soon
+                log.warning("batch bookkeeping failed on %s: %s", msg.subject, exc)
+                later = 2.0
+            if later is None:
+                await msg.ack()
+            else:
+                await msg.nak(delay=later)
+
+
+__all__ = [
+    "BATCH_STATES",
+    "SUBJECT_DEADLINE",
+    "BatchConflict",
+    "BatchError",
+    "NoBatch",
+    "create",
+    "expire",
+    "finished",
+    "get",
+    "held",
+    "hold",
+    "public",
+    "release",
+    "reserve",
+    "run_batches",
+]

@@ -1,0 +1,330 @@
+"""Backfills: give the stored originals (all, or those under a prefix) some of the recipe's
+variants — usually a new one — through the bus, without touching the others.
+
+Two tiers, like a Lambda fan-out: the **coordinator** (``pixpipe reprocess``,
+``POST /v1/reprocess``) only lists the originals store page by page and publishes chunks of
+keys on ``pixpipe.reprocess``; the workers' ``reprocess`` consumer does the pixels, rendering
+each original with the recipe restricted to the requested variants.
+
+Safe to interrupt and rerun. A run is named by what it asks (the variants' specs, the prefix,
+``missing_only``); each chunk's outcome is kept in the KV bucket ``pixpipe-reprocess`` under
+``{run}.{chunk}``, and a rerun publishes only the chunks without one. Chunks go out with
+``Nats-Msg-Id`` = ``{run}.{chunk}``, and a worker skips an original whose variant is already
+there for its etag and spec, so redeliveries and overlapping runs re-render nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+from nats.js.errors import KeyNotFoundError
+
+from . import bus
+from .errors import PixpipeError
+from .recipe import Recipe, Variant
+from .results import store_variants
+from .service import Runtime, consume, heartbeat, log
+from .worker import recipe_id
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js.kv import KeyValue
+
+    from .pool import RenderPool
+    from .stores import Meta
+
+SUBJECT = "pixpipe.reprocess"
+PAGE_SIZE = 1000
+CHUNK_SIZE = 16
+_PER_CHUNK = 2  # originals of one chunk in flight: one downloads while one renders
+_MAX_FAILURES_KEPT = 100
+
+
+def fingerprint(variant: Variant) -> str:
+    """What a variant's pixels depend on: a changed spec makes its old files stale."""
+    text = json.dumps(asdict(variant), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_name(recipe: Recipe, prefix: str, missing_only: bool) -> str:
+    """The run's name: the same request gives the same name, so a rerun resumes it."""
+    text = json.dumps([[fingerprint(v) for v in recipe], prefix, missing_only])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _chunk_name(run: str, originals: Sequence[dict[str, Any]]) -> str:
+    text = json.dumps([run, [[o["key"], o["etag"]] for o in originals]])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass(slots=True)
+class Report:
+    """A run's progress: originals listed, and the outcome of each finished one."""
+
+    run: str
+    variants: tuple[str, ...]
+    prefix: str
+    missing_only: bool
+    listed: int = 0  # originals seen in the listing so far
+    pages: int = 0
+    published: int = 0  # chunks published by this invocation
+    resumed: int = 0  # originals in chunks an earlier, interrupted run already finished
+    done: int = 0  # rendered
+    skipped: int = 0  # already up to date
+    failed: int = 0
+    listing_done: bool = False
+    seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.skipped + self.failed
+
+    @property
+    def complete(self) -> bool:
+        return self.listing_done and self.finished >= self.listed
+
+    @property
+    def images_per_s(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out["variants"] = list(self.variants)
+        out["state"] = "done" if self.complete else "running"
+        out["images_per_s"] = round(self.images_per_s, 2)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+def plan(rt: Runtime, variants: Sequence[str] = ()) -> Recipe:
+    """The recipe restricted to ``variants`` (all of it when none are named)."""
+    return rt.recipe.only(variants) if variants else rt.recipe
+
+
+async def coordinate(
+    rt: Runtime,
+    variants: Sequence[str] = (),
+    prefix: str = "",
+    missing_only: bool = False,
+    *,
+    page_size: int = PAGE_SIZE,
+    chunk_size: int = CHUNK_SIZE,
+    on_progress: Callable[[Report], None] | None = None,
+    on_page: Callable[[Report], None] | None = None,
+) -> Report:
+    """List the originals under ``prefix`` a page at a time, publish a job per chunk not yet
+    finished, and wait until every chunk has an outcome. Cancel it at any time: a rerun with
+    the same request picks up where it stopped."""
+    recipe = plan(rt, variants)
+    run = run_name(recipe, prefix, missing_only)
+    report = Report(run, recipe.names, prefix, missing_only)
+    started = time.monotonic()
+    kv = await rt.js.key_value(bus.REPROCESS_BUCKET)
+    outcomes: dict[str, dict[str, Any]] = {}  # chunk → its outcome; ids only, never keys
+    ours: set[str] = set()
+    changed = asyncio.Event()
+
+    def tally() -> None:
+        report.done = report.skipped = report.failed = 0
+        report.failures = []
+        for chunk in ours & outcomes.keys():
+            outcome = outcomes[chunk]
+            report.done += outcome["done"]
+            report.skipped += outcome["skipped"]
+            report.failed += len(outcome["failed"])
+            room = _MAX_FAILURES_KEPT - len(report.failures)
+            report.failures += outcome["failed"][: max(room, 0)]
+        report.seconds = time.monotonic() - started
+        if on_progress is not None:
+            on_progress(report)
+
+    async def follow() -> None:
+        watcher = await kv.watch(f"{run}.>")
+        try:
+            async for entry in watcher:
+                if entry is not None and entry.value:
+                    outcomes[entry.key.split(".", 1)[1]] = json.loads(entry.value)
+                    changed.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    following = asyncio.create_task(follow())
+    try:
+        specs = [asdict(v) for v in recipe]
+        async for page in rt.stores.originals.list(prefix, page_size=page_size):
+            report.pages += 1
+            report.listed += len(page)
+            for start in range(0, len(page), chunk_size):
+                await _publish(rt, kv, report, run, specs, page[start : start + chunk_size],
+                               outcomes, ours)  # fmt: skip
+            tally()
+            if on_page is not None:
+                on_page(report)
+        report.listing_done = True
+        tally()
+        while not report.complete:
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), 1.0)
+            tally()
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
+            await following
+    log.info("reprocess %s: %d done, %d up to date, %d failed", run, report.done,
+             report.skipped, report.failed)  # fmt: skip
+    return report
+
+
+async def _publish(
+    rt: Runtime,
+    kv: KeyValue,
+    report: Report,
+    run: str,
+    specs: list[dict[str, Any]],
+    metas: Sequence[Meta],
+    outcomes: dict[str, dict[str, Any]],
+    ours: set[str],
+) -> None:
+    originals = [{"key": m.key, "etag": (m.etag or "").strip('"') or None} for m in metas]
+    chunk = _chunk_name(run, originals)
+    ours.add(chunk)
+    if chunk not in outcomes:
+        try:
+            entry = await kv.get(f"{run}.{chunk}")
+            outcomes[chunk] = json.loads(entry.value or b"{}")
+        except KeyNotFoundError:
+            pass
+    if chunk in outcomes:
+        report.resumed += len(originals)
+        return
+    job = {"run": run, "chunk": chunk, "variants": specs, "originals": originals,
+           "missing_only": report.missing_only}  # fmt: skip
+    await bus.publish(rt.js, SUBJECT, job, f"{run}.{chunk}")
+    report.published += 1
+
+
+class Reprocessor:
+    """The workers' side: the ``reprocess`` consumer, sharing the worker's render pool."""
+
+    def __init__(self, rt: Runtime, pool: RenderPool) -> None:
+        self.rt = rt
+        self.pool = pool
+        self.full_recipe = recipe_id(rt.recipe)
+        ack_wait = bus.consumer_config("reprocess", ("x",), rt.settings.retry).ack_wait or 30
+        self.beat_every = max(1.0, ack_wait / 3)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        # A chunk per render process, two originals of each in flight: the pool stays full.
+        await consume(
+            self.rt, "reprocess", self.handle, self.give_up,
+            concurrency=self.pool.workers, stop=stop,
+        )  # fmt: skip
+
+    async def handle(self, msg: Msg) -> None:
+        job = bus.decode(msg)
+        recipe = Recipe.parse(job["variants"])
+        slots = asyncio.Semaphore(_PER_CHUNK)
+        outcome: dict[str, Any] = {"done": 0, "skipped": 0, "failed": []}
+
+        async def one(original: dict[str, Any]) -> None:
+            async with slots:
+                try:
+                    rendered = await self.original(original["key"], recipe, job["missing_only"])
+                except PixpipeError as exc:
+                    if not exc.kind.permanent:
+                        raise  # the whole chunk comes back; finished originals are skipped
+                    outcome["failed"].append({"key": original["key"], **exc.to_dict()})
+                    return
+                outcome["done" if rendered else "skipped"] += 1
+
+        async with heartbeat(msg, self.beat_every):
+            await asyncio.gather(*(one(o) for o in job["originals"]))
+        await self._record(job, outcome)
+
+    async def give_up(self, msg: Msg, error: PixpipeError, attempts: int) -> None:
+        job = bus.decode(msg)
+        failed = [{"key": o["key"], **error.to_dict()} for o in job["originals"]]
+        await self._record(job, {"done": 0, "skipped": 0, "failed": failed})
+
+    async def _record(self, job: dict[str, Any], outcome: dict[str, Any]) -> None:
+        kv = await self.rt.js.key_value(bus.REPROCESS_BUCKET)
+        await kv.put(f"{job['run']}.{job['chunk']}", json.dumps(outcome).encode())
+
+    async def original(self, key: str, recipe: Recipe, missing_only: bool) -> bool:
+        """Render the variants of ``recipe`` that ``key`` lacks; ``False`` if it lacks none."""
+        meta = await self.rt.stores.originals.head(key)
+        if meta is None:
+            raise PixpipeError("missing", f"{key} is no longer in the originals store")
+        etag = (meta.etag or "").strip('"') or None
+        state = await self.rt.states.get(key) or {}
+        todo = [v for v in recipe if not await self._has(v, key, etag, state, missing_only)]
+        if not todo:
+            return False
+        subset = Recipe(tuple(todo))
+        rendered = await self.pool.render(await self.rt.stores.originals.get(key), subset)
+        infos = await store_variants(self.rt.stores, subset, key, rendered)
+        # Merge into the state the worker keeps: the other variants' entries stay as they are.
+        state = await self.rt.states.get(key) or {}
+        variants = dict(state.get("variants") or {})
+        for variant, info in zip(subset, infos, strict=True):
+            variants[info.name] = {**info.model_dump(), "fp": fingerprint(variant), "etag": etag}
+        source = {"format": rendered.source.format, "width": rendered.source.width,
+                  "height": rendered.source.height}  # fmt: skip
+        await self.rt.states.update(
+            key, state.get("state", "done"), etag=state.get("etag", etag), variants=variants,
+            source=state.get("source", source),
+        )  # fmt: skip
+        log.info("reprocessed %s: %s", key, ", ".join(subset.names))
+        return True
+
+    async def _has(
+        self, variant: Variant, key: str, etag: str | None, state: dict[str, Any], missing: bool
+    ) -> bool:
+        """Whether ``key`` already has ``variant``: any file at its key with ``missing_only``,
+        else one made from this very original with this very spec."""
+        if missing:
+            source = (state.get("source") or {}).get("format")
+            if variant.format == "original" and not source:
+                return False
+            return await self.rt.stores.variants.exists(variant.key_for(key, source or "jpeg"))
+        info = (state.get("variants") or {}).get(variant.name)
+        if not info or etag is None:
+            return False
+        if info.get("fp") == fingerprint(variant) and info.get("etag") == etag:
+            return True
+        # Made by the worker with the whole current recipe, from this same original.
+        in_recipe = any(v == variant for v in self.rt.recipe)
+        return bool(
+            in_recipe and state.get("recipe") == self.full_recipe and state.get("etag") == etag
+            and state.get("state") == "done"
+        )  # fmt: skip
+
+
+async def run_reprocess_jobs(rt: Runtime, pool: RenderPool, stop: asyncio.Event) -> None:
+    """The ``reprocess`` consumer of a worker process."""
+    await Reprocessor(rt, pool).run(stop)
+
+
+__all__ = [
+    "CHUNK_SIZE",
+    "PAGE_SIZE",
+    "SUBJECT",
+    "Report",
+    "Reprocessor",
+    "coordinate",
+    "fingerprint",
+    "plan",
+    "run_name",
+    "run_reprocess_jobs",
+]

@@ -1,0 +1,145 @@
+"""Batches on a real nats-server: uploads held until the batch is complete (or its deadline
+passes), then released; ``pixpipe.batch.done`` once, with the counts; webhooks get it too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import images
+from .pipeline import API_KEY, Pipeline, WebhookReceiver, eventually, make_settings, running
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+SMALL = [{"name": "s", "width": 48, "height": 48}, {"name": "t", "width": 24, "height": 24,
+         "fit": "cover"}]  # fmt: skip
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+async def _upload(pipe: Pipeline, key: str, data: bytes, batch: str) -> Any:
+    return await pipe.http.post(
+        "/v1/images", params={"key": key, "batch": batch}, content=data, headers=AUTH
+    )
+
+
+async def _batch(pipe: Pipeline, batch_id: str) -> dict[str, Any]:
+    response = await pipe.http.get(f"/v1/batches/{batch_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _collect(pipe: Pipeline, subject: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+
+    async def record(msg: Any) -> None:
+        seen.append(json.loads(msg.data))
+
+    await pipe.rt.nc.subscribe(subject, cb=record)
+    return seen
+
+
+async def test_batch_of_20_waits_for_the_20th_and_announces_done_once(
+    tmp_path: Path, nats_server_private, webhook
+):
+    settings = make_settings(
+        tmp_path, nats_server_private.url, variants=SMALL, webhooks=[{"url": webhook.url}]
+    )
+    async with running(settings) as pipe:
+        done = await _collect(pipe, "pixpipe.batch.done")
+        created = await pipe.http.post(
+            "/v1/batches", json={"id": "order-20", "expected": 20}, headers=AUTH
+        )
+        assert created.status_code == 201, created.text
+        assert created.json() == {"id": "order-20", "expected": 20, "received": 0,
+                                  "state": "open", "done": 0, "failed": 0}  # fmt: skip
+        keys = [f"orders/20/{n:02d}.jpg" for n in range(20)]
+        photo = images.jpeg(images.photo(64, 48))
+        bad = images.truncated(photo)  # one of them fails: counted as failed, not lost
+        for key in keys[:19]:
+            response = await _upload(pipe, key, bad if key == keys[7] else photo, "order-20")
+            assert response.status_code == 201, response.text
+        again = await _upload(pipe, keys[0], photo, "order-20")  # the same upload twice
+        assert again.status_code == 201
+
+        await asyncio.sleep(2)  # time enough for a worker to have picked any of them up
+        state = await _batch(pipe, "order-20")
+        assert (state["received"], state["state"]) == (19, "open")
+        for key in keys[:19]:
+            assert (await pipe.rt.states.get(key))["state"] == "pending"
+        assert not (tmp_path / "variants").exists() or not any(
+            p.is_file() for p in (tmp_path / "variants").rglob("*")
+        ), "a held image was processed"
+        assert pipe.subjects("pixpipe.image.processed") == []
+
+        assert (await _upload(pipe, keys[19], photo, "order-20")).status_code == 201
+        for key in keys:
+            await pipe.wait(key)
+        await eventually(lambda: len(done) == 1)
+        await asyncio.sleep(2)  # redeliveries and the other events must not fire it again
+        assert done == [{"id": "order-20", "done": 19, "failed": 1}]
+        final = await _batch(pipe, "order-20")
+        assert final == {"id": "order-20", "expected": 20, "received": 20, "state": "done",
+                         "done": 19, "failed": 1}  # fmt: skip
+        assert (tmp_path / "variants" / "s" / "orders" / "20" / "19.jpg").is_file()
+
+        def batch_hooks() -> list[bytes]:
+            return [b for h, b in webhook.calls if h["X-Pixpipe-Event"] == "pixpipe.batch.done"]
+
+        await eventually(lambda: len(batch_hooks()) == 1)
+        assert json.loads(batch_hooks()[0]) == done[0]
+
+
+async def test_deadline_releases_a_short_batch_and_reports_the_missing(
+    tmp_path: Path, nats_server_private
+):
+    settings = make_settings(tmp_path, nats_server_private.url, variants=SMALL)
+    async with running(settings) as pipe:
+        done = await _collect(pipe, "pixpipe.batch.done")
+        body = {"id": "order-short", "expected": 5, "deadline_s": 2}
+        assert (await pipe.http.post("/v1/batches", json=body, headers=AUTH)).status_code == 201
+        keys = [f"orders/short/{n}.jpg" for n in range(3)]
+        for key in keys:
+            response = await _upload(pipe, key, images.jpeg(images.photo(40, 30)), "order-short")
+            assert response.status_code == 201, response.text
+        assert (await _batch(pipe, "order-short"))["state"] == "open"
+        assert (await pipe.rt.states.get(keys[0]))["state"] == "pending"
+
+        await eventually(lambda: len(done) == 1, timeout=20)
+        assert done == [{"id": "order-short", "done": 3, "failed": 0}]
+        state = await _batch(pipe, "order-short")
+        assert state["state"] == "done" and state["missing"] == 2 and state["received"] == 3
+        for key in keys:
+            assert (await pipe.rt.states.get(key))["state"] == "done"
+
+        # Too late: the batch has moved on.
+        late = await _upload(pipe, "orders/short/4.jpg", images.jpeg(), "order-short")
+        assert late.status_code == 409
+
+
+async def test_batch_requests_are_checked(tmp_path: Path, nats_server_private):
+    settings = make_settings(tmp_path, nats_server_private.url, variants=SMALL)
+    async with running(settings) as pipe:
+        new = {"id": "order-1", "expected": 2}
+        assert (await pipe.http.post("/v1/batches", json=new)).status_code == 401
+        assert (await pipe.http.post("/v1/batches", json=new, headers=AUTH)).status_code == 201
+        same = await pipe.http.post("/v1/batches", json=new, headers=AUTH)
+        assert same.status_code == 201, "asking twice for the same batch is harmless"
+        other = {"id": "order-1", "expected": 3}
+        assert (await pipe.http.post("/v1/batches", json=other, headers=AUTH)).status_code == 409
+        bad_id = {"id": "no spaces", "expected": 1}
+        assert (await pipe.http.post("/v1/batches", json=bad_id, headers=AUTH)).status_code == 400
+        zero = {"id": "order-0", "expected": 0}
+        assert (await pipe.http.post("/v1/batches", json=zero, headers=AUTH)).status_code == 422
+        assert (await pipe.http.get("/v1/batches/nope")).status_code == 404
+        unknown = await _upload(pipe, "x.jpg", images.jpeg(images.photo(40, 30)), "nope")
+        assert unknown.status_code == 404
+        assert not await pipe.rt.stores.originals.exists("x.jpg")
