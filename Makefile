@@ -19,6 +19,7 @@ up: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check pixpipe tests benchmarks
+	$(BIN)/cfn-lint deploy/aws/template.yaml
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
@@ -42,3 +43,11 @@ screenshot: $(STAMP) chromium
 # On-the-fly transforms against thumbor (benchmarks/RESULTS.md, transforms section).
 bench-transforms: $(STAMP)
 	$(BIN)/python -m benchmarks.transforms
+
+# AWS Lambda zips (build/lambda/, docs/aws.md): manylinux wheels for both architectures, sizes
+# printed, this machine's one smoke-tested. LAMBDA_ARCH is the one the template deploys.
+LAMBDA_ARCH ?= arm64
+LAMBDA_PYTHON ?= 3.12
+.PHONY: lambda-package
+lambda-package: $(STAMP)
+	$(BIN)/python deploy/aws/package.py --default $(LAMBDA_ARCH) --python $(LAMBDA_PYTHON)
