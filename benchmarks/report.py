@@ -16,7 +16,6 @@ from benchmarks.measure import Measured
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 CHART = HERE / "throughput.png"
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 # (numerator, denominator, recipe or None for every recipe, target ratio)
 RATIO_TARGETS = (
@@ -186,14 +185,16 @@ def markdown(batches: list[Batch], bigs: list[Big], command: str, runs: int) -> 
     return "\n".join(parts)
 
 
-def update_results(section: str) -> None:
-    """Replace the generated section of RESULTS.md (between the markers), keeping the rest."""
-    block = f"{START}\n{section.rstrip()}\n{END}\n"
+def update_results(section: str, name: str = "bench") -> None:
+    """Replace the generated section ``name`` of RESULTS.md (between its ``<!-- name:start -->``
+    and ``<!-- name:end -->`` markers), keeping the rest; each benchmark owns one section."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{section.rstrip()}\n{end}\n"
     if RESULTS.exists():
         text = RESULTS.read_text()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            tail = rest.split(END, 1)[1].lstrip("\n")
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            tail = rest.split(end, 1)[1].lstrip("\n")
             RESULTS.write_text(head + block + ("\n" + tail if tail else ""))
             return
         RESULTS.write_text(text.rstrip() + "\n\n" + block)

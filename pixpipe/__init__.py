@@ -1,27 +1,26 @@
-"""pixpipe: uploaded photos to web-ready variants, with libvips, on a NATS JetStream pipeline."""
+"""pixpipe: uploaded photos to web-ready variants, with libvips, on a NATS JetStream pipeline.
+
+The names below are imported on first use, so a render process that needs only the imaging
+core does not pay for the settings machinery (or the other way round).
+"""
 
 from __future__ import annotations
 
-from .config import Limits, Settings, load_settings
-from .errors import Kind, PixpipeError
-from .imaging import Output, Rendered, Source, inspect, render, sniff
-from .recipe import DEFAULT_RECIPE, Recipe, RecipeError, Variant, parse_spec
+import importlib
+from typing import Any
 
-__all__ = [
-    "DEFAULT_RECIPE",
-    "Kind",
-    "Limits",
-    "Output",
-    "PixpipeError",
-    "Recipe",
-    "RecipeError",
-    "Rendered",
-    "Settings",
-    "Source",
-    "Variant",
-    "inspect",
-    "load_settings",
-    "parse_spec",
-    "render",
-    "sniff",
-]
+_EXPORTS = {
+    "DEFAULT_RECIPE": "recipe", "Recipe": "recipe", "RecipeError": "recipe", "Variant": "recipe",
+    "parse_spec": "recipe", "Kind": "errors", "PixpipeError": "errors", "Limits": "limits",
+    "Settings": "config", "load_settings": "config", "Output": "imaging", "Rendered": "imaging",
+    "Source": "imaging", "inspect": "imaging", "render": "imaging", "sniff": "imaging",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pixpipe' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Limits
 from .errors import Kind, PixpipeError
+from .limits import Limits
 from .pool import failure, init_process, start_pool, threads_per_process
 from .recipe import Recipe, strip_extension
 

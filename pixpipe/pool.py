@@ -12,8 +12,8 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from .config import Limits
 from .errors import Kind, PixpipeError
+from .limits import Limits
 from .recipe import Recipe
 
 # Recycle a render process now and then: libvips and malloc arenas grow with odd inputs.

@@ -21,8 +21,12 @@ def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -
         if source.format == "pdf":
             image = resize(render_pdf(data, *size), size)
         else:
+            # Colour management only for an embedded profile: an sRGB→sRGB transform through
+            # lcms would cost more than the whole shrink-on-load decode. Without a profile the
+            # pixels are taken as sRGB (CMYK with libvips' fallback profile, in to_srgb).
+            profile = {"output_profile": "srgb"} if source.icc else {}
             image = pyvips.Image.thumbnail_buffer(
-                data, size[0], height=size[1], size="force", output_profile="srgb",
+                data, size[0], height=size[1], size="force", **profile,
                 # fail_on must reach the loader: thumbnail's own fail_on does not stop it here.
                 option_string="fail_on=truncated,n=-1" if animated else "fail_on=truncated",
             )  # fmt: skip

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pyvips
 
-from ..config import Limits
 from ..errors import Kind, PixpipeError
+from ..limits import Limits
 
 # Formats libvips loads itself, mapped to the loader we call explicitly: the sniffed format
 # picks the loader, so a file can never reach a loader we did not choose.
@@ -57,6 +57,7 @@ class Source:
     frames: int = 1
     has_alpha: bool = False
     progressive: bool = False
+    icc: bool = False  # an embedded ICC profile: decode must colour-manage to sRGB
 
     @property
     def pixels(self) -> int:
@@ -141,7 +142,8 @@ def _vips_source(fmt: str, image: pyvips.Image) -> Source:
     progressive = fmt == "jpeg" and "interlaced" in fields and bool(image.get("interlaced"))
     if fmt == "png" and "interlaced" in fields:
         progressive = bool(image.get("interlaced"))
-    return Source(fmt, width, height, max(1, frames), image.hasalpha(), progressive)
+    icc = "icc-profile-data" in fields
+    return Source(fmt, width, height, max(1, frames), image.hasalpha(), progressive, icc)
 
 
 def _check_limits(source: Source, limits: Limits) -> None:

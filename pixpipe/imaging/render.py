@@ -11,8 +11,8 @@ from typing import Literal
 
 import pyvips
 
-from ..config import Limits
 from ..errors import Kind, PixpipeError
+from ..limits import Limits
 from ..recipe import EXTENSIONS, Recipe, Variant
 from .decode import decode
 from .encode import ALPHA_FORMATS, MIME_TYPES, encode
@@ -74,12 +74,12 @@ def render(
     try:
         if strategy == "each":
             outputs = {v.name: _render_each(data, source, v, g) for v, g in plans}
-            base = decode(data, source, _thumb_size(source), animated=False)
+            smallest = decode(data, source, _thumb_size(source), animated=False)
         else:
             size = base_size(source.width, source.height, [g for _, g in plans])
             base = decode(data, source, size, animated=False)
-            outputs = _render_once(data, source, base, plans)
-        hashed, colour = placeholder(base)
+            outputs, smallest = _render_once(data, source, base, plans)
+        hashed, colour = placeholder(smallest)
     except pyvips.Error as exc:
         raise PixpipeError(Kind.CORRUPT, f"{source.format}: {_vips_message(exc)}") from None
     ordered = tuple(outputs[v.name] for v in recipe)
@@ -88,8 +88,9 @@ def render(
 
 def _render_once(
     data: bytes, source: Source, base: pyvips.Image, plans: list[tuple[Variant, Geometry]]
-) -> dict[str, Output]:
-    """Largest first, each variant resized from the smallest pooled image that covers it."""
+) -> tuple[dict[str, Output], pyvips.Image]:
+    """Largest first, each variant resized from the smallest pooled image that covers it.
+    Also returns that smallest image: the placeholder is cheapest made from it."""
     pool = [base]
     outputs = {}
     for variant, geo in sorted(plans, key=lambda p: -(p[1].resize[0] * p[1].resize[1])):
@@ -106,7 +107,7 @@ def _render_once(
             resized = resized.copy_memory()
             pool.append(resized)
         outputs[variant.name] = _finish(resized, source, variant, geo)
-    return outputs
+    return outputs, min(pool, key=lambda p: p.width * p.height)
 
 
 def _render_each(data: bytes, source: Source, variant: Variant, geo: Geometry) -> Output:
