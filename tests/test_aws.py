@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tests.images import jpeg, photo
 
 EVENTS = Path(__file__).parent / "events"
 TEMPLATE = Path(__file__).parents[1] / "deploy" / "aws" / "template.yaml"
+PACKAGE_SCRIPT = TEMPLATE.with_name("package.py")
 SPACED = "users/42/IMG 0001.jpg"
 RECIPE = [
     {"name": "m", "width": 200, "height": 200},
@@ -355,3 +357,175 @@ def test_template_passes_cfn_lint() -> None:
     assert command, "cfn-lint is not installed (it is in the dev extra)"
     run = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_sqs_with_s3_events_as_bodies(aws: Deployment) -> None:
+    """S3 → SQS directly (or SNS with raw message delivery): the body is the S3 event."""
+    etag = aws.upload(SPACED, jpeg(photo(300, 200)))
+    event = sqs(aws.s3_event(SPACED, etag))
+    event["Records"][0]["body"] = json.dumps(aws.s3_event(SPACED, etag))
+    assert handler(event, CONTEXT) == {"batchItemFailures": []}
+    assert size_of(aws.read("variants", "m/users/42/IMG 0001.jpg")) == (200, 133)
+
+
+def test_sns_fan_out_through_real_queues_reaches_both_functions(aws: Deployment) -> None:
+    """The template's wiring on moto: S3's notification published to the uploads topic, fanned
+    out to the variants and backup queues; what SQS hands over is what the functions get."""
+    import boto3
+
+    sns_client = boto3.client("sns", region_name="us-east-1")
+    sqs_client = boto3.client("sqs", region_name="us-east-1")
+    topic = sns_client.create_topic(Name=f"uploads-{aws.prefix}")["TopicArn"]
+    queues = {}
+    for role in ("variants", "backup"):
+        url = sqs_client.create_queue(QueueName=f"{role}-{aws.prefix}")["QueueUrl"]
+        arn = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        queues[role] = (url, arn["Attributes"]["QueueArn"])
+        sns_client.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queues[role][1])
+    data = jpeg(photo(400, 300))
+    etag = aws.upload(SPACED, data)
+    sns_client.publish(TopicArn=topic, Subject="Amazon S3 Notification",
+                       Message=json.dumps(aws.s3_event(SPACED, etag)))  # fmt: skip
+
+    def delivered(role: str) -> dict[str, Any]:
+        url, arn = queues[role]
+        got = sqs_client.receive_message(QueueUrl=url, AttributeNames=["All"], WaitTimeSeconds=2)
+        records = [
+            {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+             "attributes": m["Attributes"], "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+             "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"}
+            for m in got["Messages"]
+        ]  # fmt: skip
+        return {"Records": records}
+
+    assert handler(delivered("variants"), CONTEXT) == {"batchItemFailures": []}
+    assert size_of(aws.read("variants", "m/users/42/IMG 0001.jpg")) == (200, 150)
+    assert backup_handler(delivered("backup"), CONTEXT) == {"batchItemFailures": []}
+    assert aws.read("backup", SPACED) == data
+
+
+def _template() -> Any:
+    from cfnlint.decode import cfn_yaml
+
+    return cfn_yaml.load(str(TEMPLATE))
+
+
+def _of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def test_template_has_what_the_contract_names() -> None:
+    """PRODUCT.md §8 / issue #5, resource by resource."""
+    resources = _template()["Resources"]
+    buckets = _of_type(resources, "AWS::S3::Bucket")
+    assert set(buckets) == {"UploadsBucket", "ProcessedBucket", "BackupBucket", "QuarantineBucket"}
+    backup = buckets["BackupBucket"]["Properties"]
+    assert backup["VersioningConfiguration"] == {"Status": "Enabled"}
+    policy = resources["BackupBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "BackupBucket"}
+    denied = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert any({"s3:DeleteObject", "s3:DeleteObjectVersion"} <= set(s["Action"]) for s in denied)
+    # Uploads → SNS → one queue per role, each with a dead-letter queue and an alarm on it.
+    (notify,) = buckets["UploadsBucket"]["Properties"]["NotificationConfiguration"][
+        "TopicConfigurations"
+    ]
+    assert notify["Topic"] == {"Ref": "UploadsTopic"} and notify["Event"] == "s3:ObjectCreated:*"
+    subscriptions = _of_type(resources, "AWS::SNS::Subscription")
+    fanned = {s["Properties"]["Endpoint"]["Fn::GetAtt"][0] for s in subscriptions.values()
+              if s["Properties"]["TopicArn"] == {"Ref": "UploadsTopic"}}  # fmt: skip
+    assert fanned == {"VariantsQueue", "BackupQueue"}
+    alarmed = {a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+               for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()}  # fmt: skip
+    for queue in fanned:
+        redrive = resources[queue]["Properties"]["RedrivePolicy"]
+        dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert resources[dlq]["Type"] == "AWS::SQS::Queue" and dlq in alarmed
+    # Two functions, memory and timeout from parameters, partial batch responses, tight policies.
+    functions = _of_type(resources, "AWS::Serverless::Function")
+    handlers = {f["Properties"]["Handler"]: f["Properties"] for f in functions.values()}
+    assert set(handlers) == {"pixpipe.aws.handler", "pixpipe.aws.backup_handler"}
+    for props in handlers.values():
+        assert set(props["MemorySize"]) == {"Ref"} and set(props["Timeout"]) == {"Ref"}
+        (source,) = props["Events"].values()
+        assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        for statement in props["Policies"][0]["Statement"]:
+            action = statement["Action"]
+            actions = [action] if isinstance(action, str) else action
+            assert statement["Resource"] != "*" and not any(a.endswith("*") for a in actions)
+    # CloudFront: Origin Access Control, originals before the variants' wider pattern.
+    config = resources["Distribution"]["Properties"]["DistributionConfig"]
+    assert all("OriginAccessControlId" in o for o in config["Origins"])
+    origins = {o["Id"]: o["DomainName"]["Fn::GetAtt"][0] for o in config["Origins"]}
+    routes = [(b["PathPattern"], origins[b["TargetOriginId"]]) for b in config["CacheBehaviors"]]
+    assert routes == [("uploads/images/original/*", "UploadsBucket"),
+                      ("uploads/images/*", "ProcessedBucket")]  # fmt: skip
+    assert "ProcessedTopic" in _of_type(resources, "AWS::SNS::Topic")
+
+
+def test_template_deploys_what_make_lambda_package_builds() -> None:
+    package = _package_module()
+    template = _template()
+    function = template["Globals"]["Function"]
+    code = (TEMPLATE.parent / function["CodeUri"]).resolve()
+    assert code == package.ROOT / "build" / "lambda" / "pixpipe-lambda.zip"
+    assert function["Runtime"] == f"python{package.PYTHON}"
+    assert template["Parameters"]["Architecture"]["Default"] == package.DEFAULT_ARCH
+
+
+def _package_module() -> Any:
+    """deploy/aws/package.py, imported from its path (deploy/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lambda_package", PACKAGE_SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("width", "height", "seed"), [(800, 500, 1), (500, 800, 2), (123, 77, 3)])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_thumbhash_stand_in_gives_the_bindings_bytes(
+    width: int, height: int, seed: int, alpha: bool
+) -> None:
+    """The arm64 package's pure-Python ThumbHash (no arm64 wheel of fast-thumbhash)."""
+    import importlib.util
+
+    import fast_thumbhash
+
+    spec = importlib.util.spec_from_file_location("stand_in", PACKAGE_SCRIPT.with_name(
+        "thumbhash_fallback.py"))  # fmt: skip
+    assert spec and spec.loader
+    stand_in = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stand_in)
+    small = photo(width, height, seed=seed).thumbnail_image(32, height=32)
+    small = small.bandjoin(small.extract_band(0) if alpha else 255)
+    rgba = bytes(small.write_to_memory())
+    expected = bytes(fast_thumbhash.rgba_to_thumb_hash(small.width, small.height, rgba))
+    assert stand_in.rgba_to_thumb_hash(small.width, small.height, rgba) == expected
+
+
+def test_lambda_package_imports_and_renders_in_a_bare_python(tmp_path: Path) -> None:
+    """`make lambda-package` for this machine's architecture: the manylinux wheels from PyPI,
+    unpacked and run by the Lambda's Python version with -I -S (no site-packages): the handler
+    renders an S3 notification's image and answers a direct resize (deploy/aws/smoke.py)."""
+    package = _package_module()
+    arch = package.host_arch()
+    if arch is None or package.find_python(package.PYTHON) is None:
+        pytest.skip(f"needs python{package.PYTHON} on an x86_64 or arm64 machine")
+    run = subprocess.run(
+        [sys.executable, str(PACKAGE_SCRIPT), "--arch", arch, "--default", arch,
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    smoke = next(line for line in run.stdout.splitlines() if line.startswith("smoke test ("))
+    result = json.loads(smoke.split(": ", 1)[1])
+    assert result["resultKey"] == "max-300/smoke/IMG 0001.jpg"
+    assert "m/smoke/IMG 0001.jpg" in result["variants"]
+    with zipfile.ZipFile(tmp_path / "pixpipe-lambda.zip") as archive:
+        names = set(archive.namelist())
+        unzipped = sum(i.file_size for i in archive.infolist())
+    assert {"pixpipe/aws/handlers.py", "pyvips/__init__.py"} <= names
+    assert not any(n.startswith(("fastapi/", "nats/", "matplotlib/", "boto3/")) for n in names)
+    assert unzipped < package.UNZIPPED_LIMIT

@@ -36,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = Path(__file__).with_name("smoke.py")
+PYTHON = "3.12"  # the template's Runtime
+DEFAULT_ARCH = "arm64"  # the template's Architecture default: Graviton, 20% cheaper per GB-s
 MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 ELF_MACHINE = {"x86_64": 0x3E, "arm64": 0xB7}  # e_machine in an ELF header
 GLIBC = 34  # Amazon Linux 2023 (glibc 2.34): wheels for it and every older glibc will do
@@ -227,8 +229,8 @@ def host_arch() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", action="append", choices=sorted(MACHINES), dest="archs")
-    parser.add_argument("--python", default=os.environ.get("LAMBDA_PYTHON", "3.12"))
-    parser.add_argument("--default", default=os.environ.get("LAMBDA_ARCH", "arm64"),
+    parser.add_argument("--python", default=os.environ.get("LAMBDA_PYTHON", PYTHON))
+    parser.add_argument("--default", default=os.environ.get("LAMBDA_ARCH", DEFAULT_ARCH),
                         choices=sorted(MACHINES))  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "lambda")
     parser.add_argument("--no-smoke", action="store_true", help="skip the bare-Python run")
