@@ -90,6 +90,19 @@ def alpha_png(width: int = 400, height: int = 300) -> bytes:
     return solid(width, height, RED).bandjoin(inside.cast("uchar")).pngsave_buffer()
 
 
+def heic(image: pyvips.Image | None = None, quality: int = 80) -> bytes:
+    """An HEIC (HEVC in HEIF) file, as phones write them, encoded by pillow-heif's x265."""
+    import pillow_heif
+    from PIL import Image
+
+    image = image if image is not None else photo(640, 480)
+    mode = "RGBA" if image.bands == 4 else "RGB"
+    pil = Image.frombytes(mode, (image.width, image.height), image.write_to_memory())
+    out = io.BytesIO()
+    pillow_heif.from_pillow(pil).save(out, quality=quality)
+    return out.getvalue()
+
+
 def animated_gif(frames: int = 5, width: int = 200, height: int = 100) -> bytes:
     pages = [solid(width, height, (i * 40 % 256, 80, 200)) for i in range(frames)]
     roll = pyvips.Image.arrayjoin(pages, across=1).copy()

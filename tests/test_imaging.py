@@ -156,6 +156,26 @@ def test_input_formats(fmt, save):
     assert (rendered.variants[1].width, rendered.variants[1].height) == (100, 75)
 
 
+def test_heic_from_a_phone_becomes_upright_srgb_jpeg_variants():
+    data = images.heic(images.solid(1201, 803))
+    assert sniff(data) == "heif"
+    source = inspect(data, Limits())
+    assert (source.format, source.width, source.height) == ("heif", 1201, 803)
+    rendered = render(data, Recipe.parse(["m=600x600", "same=300x300,original"]))
+    m, same = rendered.variants
+    assert (m.format, m.width, m.height) == ("jpeg", 600, 401)
+    assert same.format == "jpeg", "HEIC is not a web format: 'original' falls back to JPEG"
+    r, g, b = images.pixel(images.decoded(m.data), 300, 200)
+    assert abs(r - images.RED[0]) < 15 and g < 60 and b < 60
+
+
+def test_heic_with_alpha_keeps_it_in_png():
+    data = images.heic(images.decoded(images.alpha_png(400, 300)))
+    out = render(data, Recipe.parse(["p=200x200,png"])).variants[0]
+    image = images.decoded(out.data)
+    assert image.bands == 4 and (out.width, out.height) == (200, 150)
+
+
 def test_placeholder_and_dominant_colour():
     rendered = render(images.jpeg(images.solid(400, 200)), Recipe.parse(["v=100x100"]))
     import base64
@@ -182,6 +202,7 @@ HOSTILE = [
     ("svg-external", lambda: images.SVG_EXTERNAL, Kind.UNSUPPORTED),
     ("svg-200000px", lambda: images.svg(200_000, 200_000), Kind.TOO_LARGE),
     ("gif-3000-frames", images.gif_many_frames, Kind.TOO_LARGE),
+    ("truncated-heic", lambda: images.truncated(images.heic()), Kind.CORRUPT),
     ("pdf-garbage", lambda: b"%PDF-1.7\n" + images.random_bytes(2000), Kind.CORRUPT),
 ]
 

@@ -122,6 +122,10 @@ def inspect(data: bytes, limits: Limits) -> Source:
         from .pdf import pdf_header
 
         source = pdf_header(data)
+    elif fmt == "heif":
+        from .heic import heic_header
+
+        source = heic_header(data)
     else:
         if fmt == "svg":
             check_svg(data)
