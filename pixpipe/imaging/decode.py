@@ -10,7 +10,6 @@ from __future__ import annotations
 import pyvips
 
 from ..errors import Kind, PixpipeError
-from .heic import decode_heic
 from .inspect import Source, _vips_message
 from .pdf import render_pdf
 from .steps import resize, to_srgb
@@ -22,6 +21,8 @@ def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -
         if source.format == "pdf":
             image = resize(render_pdf(data, *size), size)
         elif source.format == "heif":
+            from .heic import decode_heic  # pillow-heif loads only for HEIC originals
+
             image = resize(decode_heic(data), size)
         else:
             # Colour management only for an embedded profile: an sRGB→sRGB transform through
