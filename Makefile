@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check pixpipe tests benchmarks
 	$(BIN)/mypy pixpipe
 
+# Imaging peers (benchmarks/run.py), then the pipeline end to end (benchmarks/pipeline.py).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.pipeline
 
 clean:
 	rm -rf $(VENV) pixpipe-data .pytest_cache
