@@ -154,6 +154,12 @@ def wrong_machine(target: Path, arch: str) -> list[str]:
     return wrong
 
 
+def modules(target: Path) -> set[str]:
+    """The top-level names a package folder lets Python import."""
+    names = {p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".libs"))}
+    return {name.split(".")[0] for name in names}
+
+
 def size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -258,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         if unzipped <= UNZIPPED_LIMIT:
             built[arch] = artifact
     failed = set(archs) - set(built)
+    # Only this machine's zip runs in the smoke test: the others must hold the same modules.
+    if len({frozenset(modules(args.out / arch)) for arch in built}) > 1:
+        first = modules(args.out / next(iter(built)))
+        differ = {arch: sorted(modules(args.out / arch) ^ first) for arch in built}
+        print(f"the architectures' packages hold different modules: {differ}")
+        failed.add("modules")
     if args.default in built:
         default = args.out / "pixpipe-lambda.zip"
         shutil.copyfile(built[args.default], default)
