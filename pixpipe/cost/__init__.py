@@ -7,7 +7,7 @@ architecture, always-on containers, break-even) → report (table, JSON, chart).
 
 from __future__ import annotations
 
-from .command import CostOptions, Outcome, compute, run
+from .command import CostOptions, Outcome, compute, price, quick_sample, run
 from .estimate import Choice, ContainerPlan, Estimate, MemoryRow, estimate, estimate_stated
 from .measure import CpuLimit, ImageMeasure, Run, Sample, measure, synthetic_sample
 from .model import (
@@ -54,6 +54,8 @@ __all__ = [
     "lambda_seconds",
     "load_prices",
     "measure",
+    "price",
+    "quick_sample",
     "run",
     "synthetic_sample",
     "tiered",

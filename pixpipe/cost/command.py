@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,20 @@ from rich.progress import Progress as RichProgress
 from ..config import Limits
 from ..recipe import Recipe
 from .estimate import Estimate, estimate, estimate_stated
-from .measure import DEFAULT_LIMIT, Progress, Sample, find_images, measure, synthetic_sample
+from .measure import (
+    DEFAULT_LIMIT,
+    Progress,
+    Sample,
+    default_limits,
+    find_images,
+    measure,
+    synthetic_sample,
+)
 from .model import LAMBDA_MEMORY_MB, Container, Workload
 from .prices import FREE_EPHEMERAL_MB, Prices
 from .report import DEFAULT_CHART, print_report, write_chart
+
+QUICK_SIZES = ((2000, 1500),)  # the dashboard's quick measurement
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +112,38 @@ class Outcome:
 
 def compute(options: CostOptions, progress: Progress | None = None) -> Outcome:
     """Measure (unless stated), price, and write the chart. ``progress`` hears of each run."""
+    sample = None if options.stated else _measure(options, _recipe(options), progress)
+    return price(options, sample)
+
+
+def price(options: CostOptions, sample: Sample | None) -> Outcome:
+    """Price the workload: the stated figures, or else the measured ``sample``; chart it."""
     recipe = _recipe(options)
     workload = Workload(
         options.images_per_day, options.variants or len(recipe), options.peak_concurrency,
         options.ephemeral_mb, options.container,
     )  # fmt: skip
-    sample = None
     if options.stated:
         assert options.seconds_per_image is not None and options.memory_mb is not None
         result = estimate_stated(
             options.seconds_per_image, options.memory_mb, workload, options.prices
         )
+        sample = None
+    elif sample is None:
+        raise ValueError("nothing measured: give a sample, or --seconds-per-image and --memory-mb")
     else:
-        sample = _measure(options, recipe, progress)
         result = estimate(sample.average, sample.worst, workload, options.prices,
                           LAMBDA_MEMORY_MB)  # fmt: skip
     chart = write_chart(result, options.chart, sample) if options.chart else None
     return Outcome(result, sample, chart)
+
+
+def quick_sample(recipe: Recipe, limits: Limits) -> Sample:
+    """One synthetic 3 MP photo at one vCPU (and two, with two threads): a few seconds."""
+    with tempfile.TemporaryDirectory(prefix="pixpipe-cost-") as folder:
+        paths = synthetic_sample(Path(folder), QUICK_SIZES)
+        cpu_limits = [lim for lim in default_limits() if lim.threads == lim.vcpu]
+        return measure(paths, recipe, limits, cpu_limits, synthetic=True)
 
 
 def run(options: CostOptions, console: Console | None = None) -> Outcome:

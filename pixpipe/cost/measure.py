@@ -5,8 +5,8 @@ render's peak. Children come from a ``forkserver``: a child spawned straight fro
 would inherit our own high-water mark (Linux carries it across fork and exec).
 
 A CPU limit models Lambda's CPU share (1769 MB is one vCPU): a whole number of vCPUs is that
-many cores (CPU affinity); a fraction is one core the child may use only that share of the
-time, stopped and continued by the parent the way a CFS quota throttles a Lambda.
+many cores (CPU affinity); a fraction is one core of which the child may use only that share,
+stopped and continued by the parent the way a CFS quota throttles a Lambda.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from .model import Profile
 # A few camera-sized photos (12 MP, both orientations, and a 24 MP one for the worst case).
 SYNTHETIC_SIZES = ((4000, 3000), (3000, 4000), (4032, 3024), (6000, 4000))
 DEFAULT_LIMIT = 12  # images measured from a folder
-THROTTLE_PERIOD_S = 0.02  # a fractional vCPU runs share × this, then waits the rest
+THROTTLE_PERIOD_S = 0.02  # a fractional vCPU may use share × this of CPU in each period
+POLL_S = 0.001
 RUN_TIMEOUT_S = 300.0
 
 Progress = Callable[[int, int, str], None]  # (runs done, runs in all, image name)
@@ -275,22 +276,32 @@ def _in_fresh_process(
 
 
 class _Throttle:
-    """Let process ``pid`` run ``share`` of each period: SIGCONT, wait, SIGSTOP, wait."""
+    """Hold process ``pid`` to ``share`` of one CPU the way a CFS quota does (and Lambda below
+    1769 MB): in each period it may use ``share × period`` of CPU time, then it is stopped
+    (SIGSTOP) until the period ends. Counting its CPU time, not wall time, keeps the share
+    right on a busy machine, where the child gets less than it is allowed anyway."""
 
     def __init__(self, pid: int, share: float, period: float = THROTTLE_PERIOD_S) -> None:
-        self._pid, self._on, self._off = pid, share * period, (1 - share) * period
+        self._pid, self._quota, self._period = pid, share * period, period
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cost-throttle", daemon=True)
         self._thread.start()
 
+    def _cpu(self) -> float:
+        # Linux's CPU-time clock of another process: MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED).
+        return time.clock_gettime(((~self._pid) << 3) | 2)
+
     def _loop(self) -> None:
-        try:
-            while not self._done.wait(self._on):
-                os.kill(self._pid, signal.SIGSTOP)
-                self._done.wait(self._off)
-                os.kill(self._pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError, OSError):
+            while not self._done.is_set():
+                start, used_before = time.monotonic(), self._cpu()
+                while self._cpu() - used_before < self._quota:
+                    if self._done.wait(POLL_S) or time.monotonic() - start >= self._period:
+                        break
+                else:
+                    os.kill(self._pid, signal.SIGSTOP)
+                    self._done.wait(max(0.0, start + self._period - time.monotonic()))
+                    os.kill(self._pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self._done.set()

@@ -32,6 +32,7 @@ from ..errors import Kind, PixpipeError
 from ..service import Runtime
 from ..stores import BadKey
 from . import api, batches, delivery, invoke, live, transform, uploads
+from .cost import router as cost_router
 from .metrics import Metrics
 from .metrics import router as metrics_router
 from .renders import Renders
@@ -104,6 +105,7 @@ def create_app(rt: Runtime) -> FastAPI:
     for module in (live, api, uploads, invoke, delivery, transform):
         app.include_router(module.router)
     app.include_router(metrics_router)
+    app.include_router(cost_router)
     app.include_router(batches.router)
     return app
 
