@@ -33,6 +33,7 @@ from ..service import Runtime
 from ..stores import BadKey
 from . import api, batches, delivery, invoke, live, transform, uploads
 from .cost import router as cost_router
+from .hot import HotCache
 from .metrics import Metrics
 from .metrics import router as metrics_router
 from .renders import Renders
@@ -75,6 +76,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.secret = signing_secret(rt.settings, create=True)
     app.state.metrics = Metrics()
     app.state.renders = Renders(rt.settings.limits.frozen())
+    app.state.hot = HotCache()
 
     @app.exception_handler(PixpipeError)
     async def pixpipe_error(request: Request, exc: PixpipeError) -> Response:

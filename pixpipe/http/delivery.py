@@ -106,6 +106,23 @@ async def serve(
     return StreamingResponse(download.chunks, status, headers, media_type=media)
 
 
+def serve_bytes(
+    data: bytes, etag: str, cache: str, if_none_match: str | None, range_header: str | None,
+    *, content_type: str, extra: dict[str, str] | None = None,
+) -> Response:  # fmt: skip
+    """``serve`` for an object already in memory: the same validators and ranges."""
+    etag = _quoted(etag)
+    headers = {"ETag": etag, "Cache-Control": cache, "Accept-Ranges": "bytes", **SAFE,
+               **(extra or {})}  # fmt: skip
+    if if_none_match and _matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    start, end = _byte_range(range_header, len(data))
+    if range_header and start is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"  # type: ignore[operator]
+        return Response(data[start:end], 206, headers, media_type=content_type)
+    return Response(data, 200, headers, media_type=content_type)
+
+
 def _matches(if_none_match: str, etag: str) -> bool:
     """``If-None-Match``: ``*`` or a list of (possibly weak) tags; weak comparison (RFC 9110)."""
     if if_none_match.strip() == "*":

@@ -50,7 +50,7 @@ async def _watch(
     try:
         while True:
             try:
-                entry = await watcher.updates(timeout=KEEPALIVE)
+                entry = await watcher.updates(timeout=KEEPALIVE)  # type: ignore[no-untyped-call]
             except nats.errors.TimeoutError:
                 yield None
                 continue
@@ -60,7 +60,7 @@ async def _watch(
             if started and entry.value:
                 yield json.loads(entry.value), entry.revision
     finally:
-        await watcher.stop()
+        await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 @router.get("/v1/images/{key:path}/events", response_class=StreamingResponse, responses=_RESPONSES)

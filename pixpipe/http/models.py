@@ -71,9 +71,7 @@ class Failure(BaseModel):
 
 
 class UploadRequest(BaseModel):
-    model_config = _examples(
-        {"key": KEY, "content_type": "image/jpeg", "content_length": 1834112}
-    )
+    model_config = _examples({"key": KEY, "content_type": "image/jpeg", "content_length": 1834112})
     key: str = Field(description="Where the original will live (the key rules apply).")
     content_type: str = Field(description="The Content-Type the upload must be sent with.")
     content_length: int = Field(ge=1, description="The exact size of the upload, in bytes.")

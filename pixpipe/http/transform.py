@@ -1,10 +1,11 @@
 """On-the-fly transforms: ``GET /t/{signature}/{options}/{key}``.
 
-signature check (403) → options and key (400) → the original's etag → the cache store, keyed by
-(key, source etag, resolved variant, output format), so an overwritten original never serves a
-stale result → on a miss, one render in the API's render pool (503 + ``Retry-After`` when every
-slot is taken; a bad or hostile source is a 422 with its failure kind, never a crash) → the
-result is kept in the cache store and served from there afterwards (ETag, 304, Range).
+signature check (403) → options and key (400) → the original's etag → the results in memory
+(``hot.py``), then the cache store, both keyed by (key, source etag, resolved variant, output
+format), so an overwritten original never serves a stale result → on a miss, one render in the
+API's render pool (503 + ``Retry-After`` when every slot is taken; a bad or hostile source is a
+422 with its failure kind, never a crash) → the result is kept in the cache store (and in
+memory) and served from there afterwards (ETag, 304, Range).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..imaging.inspect import sniff
 from ..recipe import EXTENSIONS, Variant
 from ..service import Runtime
 from ..stores import Meta, Store, validate_key
-from .delivery import MEDIA_TYPES, REVALIDATE, SAFE, serve
+from .delivery import MEDIA_TYPES, REVALIDATE, SAFE, serve, serve_bytes
+from .hot import Hot, HotCache
 from .metrics import Metrics
 from .models import Problem
 from .options import BadOptions, parse_path, to_variant
@@ -77,7 +79,7 @@ async def transform(
         if source is None:
             raise HTTPException(404, f"no original {key!r}")
     try:
-        fmt = variant.output_format(await _source_format(rt.stores.originals, source))
+        fmt = await _output_format(rt.stores.originals, source, variant)
         ckey = cache_key(source.key, source.etag, variant, fmt)
         response = await _cached(app.state, ckey, if_none_match, range, extra)
         if response is None:
@@ -98,11 +100,14 @@ async def _fallback(rt: Runtime) -> Meta | None:
     return await rt.stores.originals.head(key) if key else None
 
 
-async def _source_format(originals: Store, source: Meta) -> str:
-    """The original's format: its stored Content-Type where the store keeps one, else sniffed."""
+async def _output_format(originals: Store, source: Meta, variant: Variant) -> str:
+    """The result's format; only ``format: original`` needs the source's (its stored
+    Content-Type where the store keeps one, else sniffed from its first bytes)."""
+    if variant.format != "original":
+        return variant.output_format()
     if originals.has_attributes and source.content_type in _FORMATS:
-        return _FORMATS[source.content_type]
-    return sniff(await originals.get_range(source.key, 0, 4096))
+        return variant.output_format(_FORMATS[source.content_type])
+    return variant.output_format(sniff(await originals.get_range(source.key, 0, 4096)))
 
 
 async def _cached(
@@ -110,11 +115,18 @@ async def _cached(
     extra: dict[str, str],
 ) -> Response | None:  # fmt: skip
     media = MEDIA_TYPES[_BY_EXTENSION[ckey.rsplit(".", 1)[1]]]
+    extra = {**extra, "X-Cache": "hit"}
+    hot: HotCache = state.hot
+    found = hot.get(ckey)
     try:
-        response = await serve(
-            state.rt.stores.cache, ckey, REVALIDATE, if_none_match, range_header,
-            content_type=media, extra={**extra, "X-Cache": "hit"},
-        )  # fmt: skip
+        if found is None:
+            found = await _from_store(state.rt.stores.cache, ckey, media, hot)
+        if found is not None:
+            response = serve_bytes(found.data, found.etag, REVALIDATE, if_none_match,
+                                   range_header, content_type=media, extra=extra)  # fmt: skip
+        else:  # too big to keep in memory: streamed from the store
+            response = await serve(state.rt.stores.cache, ckey, REVALIDATE, if_none_match,
+                                   range_header, content_type=media, extra=extra)  # fmt: skip
     except HTTPException as exc:
         if exc.status_code == 404:
             return None
@@ -127,6 +139,18 @@ async def _cached(
     metrics.transforms.labels("hit").inc()
     metrics.transform_cache_hits.inc()
     return response
+
+
+async def _from_store(cache: Store, ckey: str, media: str, hot: HotCache) -> Hot | None:
+    """A result from the cache store, kept in memory too when small enough (404 if none)."""
+    meta = await cache.head(ckey)
+    if meta is None:
+        raise HTTPException(404)
+    if meta.size > hot.max_item:
+        return None
+    found = Hot(await cache.get(ckey), media, meta.etag or "")
+    hot.put(ckey, found)
+    return found
 
 
 async def _render(
@@ -144,6 +168,8 @@ async def _render(
         etag = await rt.stores.cache.put(
             ckey, output.data, content_type=output.content_type, cache_control=REVALIDATE
         )
+        if etag:
+            state.hot.put(ckey, Hot(output.data, output.content_type, etag))
         return output.data, output.content_type, etag
 
     try:
