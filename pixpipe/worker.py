@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import bus
 from .errors import Kind, PixpipeError
-from .events import ImageFailed, ImageProcessed, ObjectCreated
+from .events import ImageFailed, ImageProcessed, ObjectCreated, VariantInfo
 from .pool import RenderPool
 from .recipe import Recipe
 from .results import quarantine, store_variants
@@ -55,19 +55,28 @@ class Worker:
 
     async def handle(self, msg: Msg) -> None:
         event = ObjectCreated.model_validate_json(msg.data)
+        seq = msg.metadata.sequence.stream if msg.metadata.sequence else None
         state = await self.rt.states.get(event.key)
         if state and self._already(state, event):
             log.info("skip %s: already %s", event.key, state["state"])
+            if state["state"] == "done" and seq is not None and state.get("event_seq") == seq:
+                # This very message made it done, yet comes again: its run lost the bus after
+                # storing everything, perhaps before its event got out. Announce again; the
+                # stream drops it, by id, if it did get out.
+                await bus.publish_event(self.rt.js, processed_event(state))
             return
         async with heartbeat(msg, self.beat_every):
-            await self.process(event, msg.metadata.num_delivered or 1)
+            await self.process(event, msg.metadata.num_delivered or 1, event_seq=seq)
 
     def _already(self, state: dict[str, Any], event: ObjectCreated) -> bool:
         same = state.get("etag") == event.etag and state.get("recipe") == self.recipe_id
         return same and state["state"] in ("done", "failed")
 
-    async def process(self, event: ObjectCreated, attempt: int) -> dict[str, Any]:
-        """Render one original and store every variant; returns the new state document."""
+    async def process(
+        self, event: ObjectCreated, attempt: int, *, event_seq: int | None = None
+    ) -> dict[str, Any]:
+        """Render one original and store every variant; returns the new state document.
+        ``event_seq``: the stream sequence of the ``object.created`` being handled."""
         key, states = event.key, self.rt.states
         started = time.perf_counter()
         await states.update(key, "processing", etag=event.etag, attempts=attempt)
@@ -77,6 +86,7 @@ class Worker:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         doc = await states.set(
             key, "done", etag=event.etag, recipe=self.recipe_id, attempts=attempt,
+            event_seq=event_seq,
             variants={i.name: i.model_dump() for i in infos}, duration_ms=duration_ms,
             placeholder=rendered.placeholder, dominant=rendered.dominant,
             source={"format": rendered.source.format, "width": rendered.source.width,
@@ -92,6 +102,15 @@ class Worker:
     async def give_up(self, msg: Msg, error: PixpipeError, attempts: int) -> None:
         event = ObjectCreated.model_validate_json(msg.data)
         await fail(self.rt, event.key, error, attempts, etag=event.etag, recipe=self.recipe_id)
+
+
+def processed_event(state: dict[str, Any]) -> ImageProcessed:
+    """The ``image.processed`` a ``done`` state document stands for."""
+    variants = tuple(VariantInfo(**info) for info in state["variants"].values())
+    return ImageProcessed(
+        key=state["key"], variants=variants, duration_ms=state.get("duration_ms") or 0.0,
+        etag=state.get("etag"),
+    )  # fmt: skip
 
 
 async def fail(
