@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -41,11 +42,12 @@ def sample_table(sample: Sample) -> Table:
     limits = sample.limits
     caption = (
         "CPU s: process CPU time at one vCPU. s @N: wall seconds with N vCPUs (×2: with two "
-        "libvips threads). MP: megapixels."
+        "libvips threads). RSS MB: peak resident memory. MP: megapixels."
     )
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
     table.add_column("image", overflow="fold", min_width=12)
-    for header in ("MP", "MB in", "CPU s", *(_limit_header(lim) for lim in limits), "peak RSS MB"):
+    for header in ("MP", "MB in", "CPU s", *(_limit_header(lim) for lim in limits), "RSS MB"):
         table.add_column(header, justify="right")
     for image in sample.images:
         walls = [
@@ -73,7 +75,8 @@ def memory_table(estimate: Estimate) -> Table:
     title = (f"AWS Lambda, {w.images_per_day:,.0f} images/day "
              f"({estimate.prices.region}, prices of {estimate.prices.date})")  # fmt: skip
     table = Table("memory MB", "vCPU", "avg s", "worst s", "x86 $/month", "arm64 $/month",
-                  "$/1000 images", "", title=title, title_justify="left")  # fmt: skip
+                  "$/1000 images", "", title=title, title_justify="left",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
     best = estimate.lambda_best
     for row in estimate.rows:
         cheapest = min(row.x86, row.arm64)
@@ -91,7 +94,7 @@ def memory_table(estimate: Estimate) -> Table:
 
 def alternatives_table(estimate: Estimate) -> Table:
     table = Table("where", "how many", "$/month", "$/1000 images", title="always on",
-                  title_justify="left")  # fmt: skip
+                  title_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
     plan = estimate.containers
     c = plan.container
     what = f"Fargate {c.arch} task, {c.vcpu:g} vCPU, {c.memory_gb:g} GB"
@@ -133,56 +136,75 @@ def _images_per_month(estimate: Estimate) -> float:
 def write_chart(estimate: Estimate, path: Path, sample: Sample | None = None) -> Path:
     """Seconds per image and USD per month against memory, average and worst, as a PNG.
 
-    With the ``sample``, the wall times measured under each CPU limit are marked on the
-    time curve at the memory size that buys that share (1769 MB per vCPU).
+    With the ``sample``, the runs under each CPU limit are marked on the time curve at the
+    memory size that buys that share (1769 MB per vCPU).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    rows = estimate.rows
+    rows, plan = estimate.rows, estimate.containers
     memory = [r.memory_mb for r in rows]
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    figure = Figure(figsize=(11, 4.8), layout="constrained")
     left, right = figure.subplots(1, 2)
     left.plot(memory, [r.avg_s for r in rows], "o-", label="average image")
     left.plot(memory, [r.worst_s for r in rows], "s--", label="worst image")
     if sample is not None:
         _measured_points(left, sample)
-    left.set(xscale="log", yscale="log", xlabel="Lambda memory (MB)",
-             ylabel="seconds per image", title="time per image")  # fmt: skip
+    left.set(ylabel="seconds per image", title="time per image (model)")
     for arch, colour in (("x86", "tab:blue"), ("arm64", "tab:orange")):
         right.plot(memory, [r.monthly(arch) for r in rows], "o-", color=colour,
                    label=f"Lambda {arch}, average image")  # fmt: skip
         worst = [r.worst_x86 if arch == "x86" else r.worst_arm64 for r in rows]
         right.plot(memory, worst, "--", color=colour, label=f"Lambda {arch}, worst image")
-    right.axhline(estimate.containers.monthly, color="tab:green",
-                  label=f"{estimate.containers.count} always-on tasks")  # fmt: skip
+    tasks = f"{plan.count} always-on Fargate task{'s' if plan.count > 1 else ''}"
+    right.axhline(plan.monthly, color="tab:green", label=tasks)
     if estimate.prices.servers_monthly is not None:
         right.axhline(estimate.prices.servers_monthly, color="tab:gray", label="my servers")
+    volume = f"{estimate.workload.images_per_day:,.0f} images/day"
+    right.set(ylabel="USD per month", title=f"USD per month at {volume}")
     for axis in (left, right):
-        _shade_too_small(axis, rows)
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize="small")
-    right.set(xscale="log", xlabel="Lambda memory (MB)", ylabel="USD per month",
-              title=f"{estimate.workload.images_per_day:,.0f} images/day")  # fmt: skip
+        _axes(axis, rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path
 
 
-def _shade_too_small(axis: Axes, rows: tuple[MemoryRow, ...]) -> None:
-    """Memory sizes the worst image does not fit in, shaded red."""
+def _axes(axis: Axes, rows: tuple[MemoryRow, ...]) -> None:
+    """Log scales with plain numbers, Lambda's sizes as ticks, too-small sizes shaded."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set(xscale="log", yscale="log", xlabel="Lambda memory (MB)")
+    ticks = [mb for mb in (128, 256, 512, 1024, 1769, 3008, 5120, 10240)
+             if any(r.memory_mb == mb for r in rows)]  # fmt: skip
+    if len(ticks) > 1:
+        axis.set_xticks(ticks, [str(t) for t in ticks])
+        axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.yaxis.set_major_formatter(plain)
+    axis.yaxis.set_minor_formatter(plain)
+    axis.tick_params(axis="y", which="minor", labelsize="x-small")
     small = [r.memory_mb for r in rows if not r.fits]
     if small:
-        axis.axvspan(min(small) * 0.9, max(small) * 1.05, color="red", alpha=0.08)
+        axis.axvspan(min(small) * 0.9, max(small) * 1.05, color="red", alpha=0.08,
+                     label="too small for the worst image")  # fmt: skip
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize="small")
 
 
 def _measured_points(axis: Axes, sample: Sample) -> None:
+    """The average run under each CPU limit, scaled so one vCPU sits at the CPU time.
+
+    On a busy machine a wall time includes waiting for a core; the ratios between limits are
+    what the model takes from the measurement, and what these points show.
+    """
+    one = sample.wall(CpuLimit(1))[0]
+    scale = sample.average.cpu_s / one if one > 0 else 1.0
     for threads, marker in ((1, "^"), (2, "v")):
         limits = [lim for lim in sample.limits if lim.threads == threads]
         if limits:
             memory = [lim.vcpu * MB_PER_VCPU for lim in limits]
-            label = f"measured, {threads} thread{'s' if threads > 1 else ''} (avg)"
-            axis.plot(memory, [sample.wall(lim)[0] for lim in limits], marker, color="black",
-                      linestyle="none", label=label)  # fmt: skip
+            walls = [sample.wall(lim)[0] * scale for lim in limits]
+            label = f"measured, {threads} thread{'s' if threads > 1 else ''} (average)"
+            axis.plot(memory, walls, marker, color="black", linestyle="none", label=label)
