@@ -510,3 +510,36 @@ async def test_s3_outage_is_retried_with_backoff_then_finishes(
         await eventually(lambda: pipe.rt.stores.backup.exists(key))
         assert len(pipe.subjects("pixpipe.image.processed")) == 1
     await proxy.down()
+
+
+async def test_up_restarts_its_embedded_nats_server_after_a_crash(
+    tmp_path: Path, spawn, small_jpeg: bytes
+):
+    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
+    data_dir = tmp_path / "data"
+    up = spawn("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    url, api_key = await _up_started(up)
+    auth = {"Authorization": f"Bearer {api_key}"}
+    keys = ["before/the crash.jpg", "after/the crash.jpg"]
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+        async def upload(key: str) -> None:
+            """As a client does: retry what the service refuses while it recovers."""
+            deadline = time.monotonic() + 30
+            while (
+                await http.post("/v1/images", params={"key": key}, content=small_jpeg, headers=auth)
+            ).status_code != 201:
+                assert time.monotonic() < deadline, f"{key} never accepted"
+                await asyncio.sleep(0.5)
+
+        await upload(keys[0])
+        await eventually(lambda: variant_files(data_dir / "variants", keys[0]) == set(SIX))
+        (nats_server,) = children_of(up.pid, b"nats-server")
+        os.kill(nats_server, signal.SIGKILL)
+        await eventually(lambda: children_of(up.pid, b"nats-server") not in ([], [nats_server]))
+        await upload(keys[1])
+        async with bus_of(data_dir) as (_, states):
+            await wait_all(states, keys, timeout=60)
+        assert variant_files(data_dir / "variants", keys[1]) == set(SIX)
+    code, _ = await up.terminate()
+    assert code == 0, up.output
