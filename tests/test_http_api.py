@@ -3,15 +3,26 @@ failures and retry, invoke, bucket notifications, health and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from pixpipe.config import Settings
+from pixpipe.errors import Kind, PixpipeError
+from pixpipe.http.app import _readiness, api_keys
 from tests import images
-from tests.test_http_harness import AUTH, MAX_BYTES, Live, live_pixpipe
+from tests.test_http_harness import AUTH, MAX_BYTES, Live, free_port, live_pixpipe
 
 pytestmark = pytest.mark.timeout(120)
 JPEG = images.jpeg(images.photo(640, 400))
@@ -254,8 +265,10 @@ def test_invoke_input_checks(live: Live, payload: dict, status: int) -> None:
 
 def test_s3_notification_endpoint(live: Live) -> None:
     live.processed("s3n/a b.jpg", JPEG)
-    record = {"eventName": "ObjectCreated:Put",
-              "s3": {"bucket": {"name": "b"}, "object": {"key": "s3n/a+b.jpg", "size": 1}}}
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "s3n/a+b.jpg", "size": 1}},
+    }
     response = live.http.post("/v1/events/s3", json={"Records": [record]}, headers=AUTH)
     assert response.status_code == 202 and response.json() == {"accepted": ["s3n/a b.jpg"]}
     bad = live.http.post("/v1/events/s3", content=b'{"Records": [{"eventName": '
@@ -300,3 +313,83 @@ def test_openapi_has_every_endpoint_with_examples(live: Live) -> None:
     assert schemas["InvokeRequest"]["examples"][0] == {"key": "users/42/IMG 0001.jpg",
                                                        "maxDimension": 800}  # fmt: skip
     assert "examples" in schemas["Uploaded"] and "examples" in schemas["ImageState"]
+
+
+# ---- readiness, and the API key `pixpipe up` makes ----------------------------------------
+
+
+class _Unreachable:
+    url = "s3://gone/originals"
+
+    async def head(self, key: str) -> None:
+        raise PixpipeError(Kind.TRANSIENT, "head s3://gone/originals/_readyz: connection refused")
+
+
+class _Reachable:
+    url = "file:///data/variants"
+
+    async def head(self, key: str) -> None:
+        return None
+
+
+async def test_readyz_names_what_is_unreachable() -> None:
+    rt = SimpleNamespace(nc=SimpleNamespace(is_connected=False),
+                         stores=[_Reachable(), _Unreachable()])  # fmt: skip
+    response = await _readiness(rt)  # type: ignore[arg-type]
+    assert response.status_code == 503
+    body = json.loads(bytes(response.body))
+    assert body["status"] == "unavailable"
+    assert body["problems"][0] == "bus not connected"
+    assert body["problems"][1].startswith("s3://gone/originals: ") and len(body["problems"]) == 2
+
+
+def test_api_key_is_made_once_and_kept_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert api_keys(settings) == []  # nothing made without `create`
+    key = api_keys(settings, create=True)
+    kept = tmp_path / "api-key"
+    assert key == [kept.read_text().strip()] and len(key[0]) >= 40
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert api_keys(settings, create=True) == key  # the same key on the next start
+    assert api_keys(Settings(data_dir=tmp_path, api={"keys": ["mine"]}), create=True) == ["mine"]
+
+
+def test_pixpipe_up_prints_the_key_it_keeps(tmp_path: Path) -> None:
+    """`pixpipe up` on a fresh data dir: makes a key, keeps it, prints it, and it works."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXPIPE_")}
+    command = [sys.executable, "-m", "pixpipe", "up", "--data-dir", str(tmp_path / "data"),
+               "--port", str(port), "--workers", "1"]  # fmt: skip
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                          stdout=subprocess.DEVNULL) as proc:  # fmt: skip
+        try:
+            printed = _printed_key(proc)
+            kept = (tmp_path / "data" / "api-key").read_text().strip()
+            assert printed == kept
+            _wait_ready(f"http://127.0.0.1:{port}")
+            url = f"http://127.0.0.1:{port}/v1/images?key=up.jpg"
+            assert httpx.post(url, content=JPEG, timeout=30).status_code == 401
+            ok = httpx.post(url, content=JPEG, headers={"Authorization": f"Bearer {kept}"},
+                            timeout=30)  # fmt: skip
+            assert ok.status_code == 201, ok.text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready in 60 s")
+
+
+def _printed_key(proc: subprocess.Popen[str]) -> str:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "API key:" in line:
+            return line.split("API key:", 1)[1].strip()
+    raise AssertionError(f"pixpipe up exited ({proc.wait()}) without printing a key")
