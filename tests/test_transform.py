@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pixpipe.cli import app as cli
+from pixpipe.http.hot import Hot, HotCache
 from pixpipe.http.signing import transform_path
 from tests import images
 from tests.test_http_harness import API_KEY, SECRET, Live, live_pixpipe
@@ -93,7 +94,8 @@ def test_bad_signatures_are_403(live: Live) -> None:
         good.replace("w:100", "w:101"),  # options changed
         good.replace("photo%20one", "photo%20two"),  # key changed
         good.replace(sig, sig[:-1] + ("A" if sig[-1] != "A" else "B")),  # signature changed
-        good.replace(sig, "unsafe"), good.replace(sig, ""),
+        good.replace(sig, "unsafe"),
+        good.replace(sig, ""),
         transform_path("another secret", "w:100", KEY),
     ]
     for path in tampered:
@@ -192,3 +194,17 @@ def test_cli_sign_makes_working_urls(live: Live, monkeypatch: pytest.MonkeyPatch
     assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
     bad = CliRunner().invoke(cli, ["sign", "w:-1", KEY])
     assert bad.exit_code == 2 and "option w" in bad.output
+
+
+def test_results_in_memory_are_bounded_least_recently_used_out() -> None:
+    hot = HotCache(max_bytes=10, max_item=6)
+    for name in "abc":
+        hot.put(name, Hot(name.encode() * 3, "image/png", name))
+    assert len(hot) == 3 and hot.size == 9
+    assert hot.get("a") is not None  # a is now the most recently used
+    hot.put("d", Hot(b"dddd", "image/png", "d"))
+    assert hot.get("b") is None and hot.get("a") is not None and hot.size <= 10
+    hot.put("big", Hot(b"x" * 7, "image/png", "big"))  # over max_item: stays in the store only
+    assert hot.get("big") is None
+    hot.put("a", Hot(b"A", "image/png", "a2"))  # replaced, size accounted
+    assert hot.get("a") == Hot(b"A", "image/png", "a2") and hot.size == 1 + 3 + 4  # a, c, d
