@@ -102,10 +102,14 @@ class Proc:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running after {timeout}s:\n{self.output}") from None
 
-    async def terminate(self, timeout: float = 15.0) -> tuple[int, float]:
-        """SIGTERM, as a service manager stops it: ``(exit code, seconds it took)``."""
+    async def terminate(self, timeout: float = 15.0, group: bool = False) -> tuple[int, float]:
+        """SIGTERM, as a service manager stops it: ``(exit code, seconds it took)``. With
+        ``group``, to every process it started too (systemd's default, a terminal's Ctrl-C)."""
         started = time.monotonic()
-        self.popen.send_signal(signal.SIGTERM)
+        if group:
+            os.killpg(self.pid, signal.SIGTERM)
+        else:
+            self.popen.send_signal(signal.SIGTERM)
         code = await self.exit_code(timeout)
         return code, time.monotonic() - started
 
@@ -228,13 +232,11 @@ def variant_files(variants_dir: Path, key: str) -> set[str]:
     return {name for name in SIX if (variants_dir / name / f"{stem}.jpg").is_file()}
 
 
-def _up_started(proc: Proc) -> Any:
-    async def started() -> tuple[str, str]:
-        url = (await proc.wait_for(r"pixpipe is up at (http://\S+)")).group(1)
-        key = (await proc.wait_for(r"API key: (\S+)")).group(1)
-        return url, key
-
-    return started()
+async def _up_started(proc: Proc) -> tuple[str, str]:
+    """The URL and the API key ``pixpipe up`` prints once it serves."""
+    url = (await proc.wait_for(r"pixpipe is up at (http://\S+)")).group(1)
+    key = (await proc.wait_for(r"API key: (\S+)")).group(1)
+    return url, key
 
 
 # --- 1. a worker process killed mid-image ---------------------------------------------------
@@ -270,7 +272,7 @@ async def test_worker_killed_mid_image_is_redelivered_to_the_next_worker(
                 await pipe.http.get(f"/images/m/{key.rsplit('.', 1)[0]}.jpg")
             ).status_code == 200
         await asyncio.sleep(2)  # time for a stray second delivery to show up
-        processed = sorted(e["key"] for e in pipe.subjects("pixpipe.image.processed"))
+        processed = sorted(key for key, _ in await processed_events(pipe.rt.js))
         assert processed == sorted(uploads), "exactly one image.processed per key"
 
 
@@ -367,8 +369,9 @@ async def test_render_pool_survives_a_process_killed_before_it_took_its_task(sma
         await asyncio.to_thread(pool.close)
 
 
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group"])
 async def test_up_stops_cleanly_on_sigterm_and_a_restart_finishes_the_rest(
-    tmp_path: Path, spawn, small_jpeg: bytes
+    tmp_path: Path, spawn, small_jpeg: bytes, group: bool
 ):
     (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
     data_dir = tmp_path / "data"
@@ -385,7 +388,7 @@ async def test_up_stops_cleanly_on_sigterm_and_a_restart_finishes_the_rest(
             )
             assert response.status_code == 201, response.text
     await eventually(lambda: variant_files(data_dir / "variants", keys[0]) == set(SIX))
-    code, seconds = await up.terminate()
+    code, seconds = await up.terminate(group=group)
     assert code == 0, up.output
     assert seconds < 10, f"took {seconds:.1f} s to stop"
     unfinished = [k for k in keys if variant_files(data_dir / "variants", k) != set(SIX)]
