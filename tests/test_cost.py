@@ -61,6 +61,13 @@ def test_tiered_gb_seconds(units: float, expected: float) -> None:
     assert tiered(units, DEFAULT_PRICES.lambda_x86_gb_s) == pytest.approx(expected)
 
 
+def test_arm64_tiers_are_wider() -> None:
+    arm = DEFAULT_PRICES.lambda_arm64_gb_s
+    assert tiered(7.5e9, arm) == pytest.approx(7.5e9 * 0.0000133334)
+    expected = 7.5e9 * 0.0000133334 + 11.25e9 * 0.0000120001 + 1e9 * 0.0000106667
+    assert tiered(19.75e9, arm) == pytest.approx(expected)
+
+
 def test_lambda_bill_by_hand() -> None:
     # 1000/day → 30,416.67 requests; 2 s at 2048 MB → 2 × 2 GB = 4 GB-s each.
     requests = 1000 * 730 / 24

@@ -19,6 +19,7 @@ FREE_EPHEMERAL_MB = 512  # Lambda's /tmp up to 512 MB is included
 FREE_FARGATE_STORAGE_GB = 20  # Fargate's ephemeral storage up to 20 GB is included
 
 # (GB-seconds per month up to which the price holds, price per GB-second); None = no limit.
+# x86: the first 6 billion GB-s, the next 9 billion, then the rest; arm64: 7.5, 11.25, the rest.
 Tiers = tuple[tuple[float | None, float], ...]
 
 
@@ -29,7 +30,9 @@ class Prices:
     date: str = "2025-06-01"
     region: str = "us-east-1"
     lambda_x86_gb_s: Tiers = ((6e9, 0.0000166667), (15e9, 0.0000150000), (None, 0.0000133334))
-    lambda_arm64_gb_s: Tiers = ((6e9, 0.0000133334), (15e9, 0.0000120001), (None, 0.0000106667))
+    lambda_arm64_gb_s: Tiers = (
+        (7.5e9, 0.0000133334), (18.75e9, 0.0000120001), (None, 0.0000106667)
+    )  # fmt: skip
     lambda_request: float = 0.20 / 1e6
     lambda_ephemeral_gb_s: float = 0.0000000309  # per GB-second beyond the free 512 MB
     free_tier: bool = False  # the always-free monthly allowance, once per account
