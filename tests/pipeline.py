@@ -106,7 +106,7 @@ async def running(settings: Settings, roles: Roles | None = None) -> AsyncIterat
 
 
 async def _wait_http(client: httpx.AsyncClient) -> None:
-    for _ in range(100):
+    for _ in range(300):  # a busy machine (the suite runs on two cores) can be slow to start
         with contextlib.suppress(httpx.HTTPError):
             if (await client.get("/healthz")).status_code == 200:
                 return

@@ -175,7 +175,7 @@ async def busy(pid: int, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         now = cpu_ticks(pid)
-        if now - before >= 10:  # 0.1 s of CPU in 0.2 s: it is working, not waiting
+        if now - before >= 2:  # an idle render process uses none: it is working
             return
         before = now
     raise AssertionError(f"process {pid} never got busy")
