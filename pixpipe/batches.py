@@ -18,6 +18,7 @@ import base64
 import json
 import re
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ _MAX_RECHECK_S = 60.0  # a far deadline is looked at again at least this often
 _PUBLISH_AHEAD = 64  # object.created publishes in flight while releasing a batch
 
 Doc = dict[str, Any]
+_BUCKETS: weakref.WeakKeyDictionary[Any, KeyValue] = weakref.WeakKeyDictionary()
 
 
 class BatchError(ValueError):
@@ -83,7 +85,11 @@ def _now() -> str:
 
 
 async def bucket(rt: Runtime) -> KeyValue:
-    return await rt.js.key_value(bus.BATCHES_BUCKET)
+    """The ``pixpipe-batches`` bucket (looked up once per connection, not per call)."""
+    kv = _BUCKETS.get(rt.js)
+    if kv is None:
+        kv = _BUCKETS[rt.js] = await rt.js.key_value(bus.BATCHES_BUCKET)
+    return kv
 
 
 def counts(doc: Doc) -> dict[str, int]:
@@ -117,14 +123,15 @@ async def get(rt: Runtime, batch_id: str) -> Doc | None:
 
 async def _change(kv: KeyValue, batch_id: str, change: Callable[[Doc], Doc | None]) -> Doc:
     """Apply ``change`` to the batch by compare-and-set, again until no one raced us.
-    ``change`` returns the new document, or ``None`` to leave it as it is."""
+    ``change`` edits the document and returns it, or returns ``None`` (having changed
+    nothing) to leave it as it is."""
     while True:
         try:
             entry = await kv.get(_doc_key(batch_id))
         except KeyNotFoundError:
             raise NoBatch(f"no batch {batch_id!r}") from None
         doc = json.loads(entry.value or b"{}")
-        new = change(json.loads(entry.value or b"{}"))
+        new = change(doc)
         if new is None:
             return doc
         new["updated"] = _now()
@@ -272,27 +279,29 @@ async def finished(rt: Runtime, key: str, outcome: str, etag: str | None = None)
         if etag and member["etag"] and etag.strip('"') != member["etag"]:
             return None
         member["outcome"] = outcome
+        _complete(doc)
         return doc
 
     try:
-        await _change(kv, batch_id, mark)
+        doc = await _change(kv, batch_id, mark)
     except NoBatch:
         return
-    await _finish_if_complete(rt, batch_id)
+    if doc["state"] == "done" and not doc.get("announced"):
+        await _announce(rt, doc)
+
+
+def _complete(doc: Doc) -> bool:
+    """``processing`` with every outcome in → ``done`` (in the same compare-and-set)."""
+    if doc["state"] != "processing":
+        return False
+    if any(m["outcome"] is None for m in doc["members"].values()):
+        return False
+    doc["state"], doc["finished"] = "done", _now()
+    return True
 
 
 async def _finish_if_complete(rt: Runtime, batch_id: str) -> None:
-    """``processing`` with every outcome in → ``done``, then announce it (once)."""
-
-    def complete(doc: Doc) -> Doc | None:
-        if doc["state"] != "processing":
-            return None
-        if any(m["outcome"] is None for m in doc["members"].values()):
-            return None
-        doc["state"], doc["finished"] = "done", _now()
-        return doc
-
-    doc = await _change(await bucket(rt), batch_id, complete)
+    doc = await _change(await bucket(rt), batch_id, lambda d: d if _complete(d) else None)
     if doc["state"] == "done" and not doc.get("announced"):
         await _announce(rt, doc)
 

@@ -221,6 +221,7 @@ class Reprocessor:
         self.rt = rt
         self.pool = pool
         self.full_recipe = recipe_id(rt.recipe)
+        self.kv: KeyValue | None = None
         ack_wait = bus.consumer_config("reprocess", ("x",), rt.settings.retry).ack_wait or 30
         self.beat_every = max(1.0, ack_wait / 3)
 
@@ -258,8 +259,9 @@ class Reprocessor:
         await self._record(job, {"done": 0, "skipped": 0, "failed": failed})
 
     async def _record(self, job: dict[str, Any], outcome: dict[str, Any]) -> None:
-        kv = await self.rt.js.key_value(bus.REPROCESS_BUCKET)
-        await kv.put(f"{job['run']}.{job['chunk']}", json.dumps(outcome).encode())
+        if self.kv is None:
+            self.kv = await self.rt.js.key_value(bus.REPROCESS_BUCKET)
+        await self.kv.put(f"{job['run']}.{job['chunk']}", json.dumps(outcome).encode())
 
     async def original(self, key: str, recipe: Recipe, missing_only: bool) -> bool:
         """Render the variants of ``recipe`` that ``key`` lacks; ``False`` if it lacks none."""
