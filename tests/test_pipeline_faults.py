@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,7 +36,15 @@ from pixpipe.roles import Roles
 from pixpipe.state import States
 
 from . import images
-from .pipeline import FlakyProxy, Pipeline, eventually, free_port, make_settings, running
+from .pipeline import (
+    API_KEY,
+    FlakyProxy,
+    Pipeline,
+    eventually,
+    free_port,
+    make_settings,
+    running,
+)
 
 # Heavy on CPU and timing: run these one after another on one xdist worker.
 pytestmark = pytest.mark.xdist_group("pipeline-faults")
@@ -464,30 +473,55 @@ async def _try_upload(pipe: Pipeline, key: str, data: bytes) -> int | str:
 # --- 3. the S3 endpoint goes away for a while ------------------------------------------------
 
 
-async def test_s3_outage_is_retried_with_backoff_then_finishes(
-    tmp_path: Path, nats_server_private, aws_env, monkeypatch, small_jpeg: bytes
-):
+@dataclass
+class S3Behind:
+    """Stores on the moto server, reached only through a proxy that can go down."""
+
+    proxy: FlakyProxy
+    moto: Any
+    prefix: str  # in the bucket: {prefix}/originals, {prefix}/variants, …
+
+    def settings(self, tmp_path: Path, nats_url: str, **overrides: Any) -> Any:
+        names = ("originals", "variants", "backup", "quarantine", "cache")
+        stores = {name: f"s3://{self.moto.bucket}/{self.prefix}/{name}" for name in names}
+        return make_settings(tmp_path, nats_url, stores=stores, **overrides)
+
+    async def arrives(self, pipe: Pipeline, key: str, data: bytes) -> None:
+        """The original lands in the bucket by another road (moto directly), and pixpipe
+        hears of it, as from a bucket notification."""
+        bucket, name = self.moto.bucket, f"{self.prefix}/originals/{key}"
+        put = await asyncio.to_thread(
+            self.moto.client().put_object, Bucket=bucket, Key=name, Body=data
+        )
+        event = ObjectCreated(key=key, size=len(data), etag=put["ETag"].strip('"'))
+        await publish_created(pipe.rt, event)
+
+    def stored(self) -> set[str]:
+        listed = self.moto.client().list_objects_v2(
+            Bucket=self.moto.bucket, Prefix=f"{self.prefix}/"
+        )
+        return {o["Key"].split("/", 1)[1] for o in listed.get("Contents", [])}
+
+
+@pytest.fixture
+async def s3_behind(aws_env, monkeypatch) -> AsyncIterator[S3Behind]:
     moto = urlsplit(aws_env.endpoint)
     proxy = FlakyProxy(moto.hostname or "127.0.0.1", moto.port or 80)
     await proxy.up()
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)  # every store request goes through it
-    prefix = f"{aws_env.bucket}/{uuid.uuid4().hex[:8]}"
-    names = ("originals", "variants", "backup", "quarantine", "cache")
-    settings = make_settings(
-        tmp_path, nats_server_private.url,
-        stores={name: f"s3://{prefix}/{name}" for name in names},
-        retry={"attempts": 6, "backoff_s": [2, 2, 2, 2, 2]},
-    )  # fmt: skip
-    key = "during/the outage.jpg"
-    s3 = aws_env.client()
-    async with running(settings) as pipe:
-        await proxy.down()
-        # The original lands in the bucket by another road (moto directly); pixpipe hears of it.
-        put = s3.put_object(Bucket=aws_env.bucket, Key=f"{prefix.split('/', 1)[1]}/originals/{key}",
-                            Body=small_jpeg)  # fmt: skip
-        event = ObjectCreated(key=key, size=len(small_jpeg), etag=put["ETag"].strip('"'))
-        await publish_created(pipe.rt, event)
+    yield S3Behind(proxy, aws_env, uuid.uuid4().hex[:8])
+    await proxy.down()
 
+
+async def test_s3_outage_is_retried_with_backoff_then_finishes(
+    tmp_path: Path, nats_server_private, s3_behind: S3Behind, small_jpeg: bytes
+):
+    retry = {"attempts": 6, "backoff_s": [2, 2, 2, 2, 2]}
+    settings = s3_behind.settings(tmp_path, nats_server_private.url, retry=retry)
+    key = "during/the outage.jpg"
+    async with running(settings) as pipe:
+        await s3_behind.proxy.down()
+        await s3_behind.arrives(pipe, key, small_jpeg)
         attempts_seen: dict[int, float] = {}
 
         async def retried_twice() -> bool:
@@ -502,17 +536,49 @@ async def test_s3_outage_is_retried_with_backoff_then_finishes(
         gaps = [attempts_seen[n + 1] - attempts_seen[n] for n in sorted(attempts_seen)[:-1]]
         assert min(gaps) >= 1.5, f"retried without backoff: {gaps}"
 
-        await proxy.up()
+        await s3_behind.proxy.up()
         doc = await pipe.wait(key, timeout=60)
         assert doc["state"] == "done", doc
         assert doc["attempts"] >= 3
-        listed = s3.list_objects_v2(Bucket=aws_env.bucket, Prefix=f"{prefix.split('/', 1)[1]}/")
-        stored = {o["Key"].split("/", 1)[1] for o in listed.get("Contents", [])}
         stem = key.rsplit(".", 1)[0]
-        assert {f"variants/{name}/{stem}.jpg" for name in SIX} <= stored
+        assert {f"variants/{name}/{stem}.jpg" for name in SIX} <= s3_behind.stored()
         await eventually(lambda: pipe.rt.stores.backup.exists(key))
         assert len(pipe.subjects("pixpipe.image.processed")) == 1
-    await proxy.down()
+
+
+async def test_s3_outage_longer_than_the_retries_fails_transient_keeps_the_original(
+    tmp_path: Path, nats_server_private, s3_behind: S3Behind, small_jpeg: bytes
+):
+    retry = {"attempts": 2, "backoff_s": [1]}
+    settings = s3_behind.settings(tmp_path, nats_server_private.url, retry=retry)
+    key = "after/a long outage.jpg"
+    async with running(settings) as pipe:
+        await s3_behind.proxy.down()
+        await s3_behind.arrives(pipe, key, small_jpeg)
+
+        async def exhausted() -> bool:
+            doc = await pipe.rt.states.get(key)
+            return bool(doc and doc.get("attempts") == 2)
+
+        await eventually(exhausted, timeout=30)
+        await asyncio.sleep(3)  # given up; the failure waits for a place to be recorded
+        await s3_behind.proxy.up()
+
+        doc = await pipe.wait(key, ("failed",), timeout=30)
+        assert (doc["error"]["kind"], doc["attempts"]) == ("transient", 2), doc
+        stored = s3_behind.stored()
+        assert f"originals/{key}" in stored, "a transient failure must not move the original"
+        assert f"quarantine/{key}.error.json" in stored
+        failures = (await pipe.http.get("/v1/failures")).json()
+        assert [(f["key"], f["kind"]) for f in failures] == [(key, "transient")]
+
+        retried = await pipe.http.post(
+            f"/v1/failures/{key}/retry", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert retried.status_code == 202, retried.text
+        doc = await pipe.wait(key, ("done",), timeout=30)
+        await eventually(lambda: pipe.rt.stores.backup.exists(key))
+        assert f"quarantine/{key}.error.json" not in s3_behind.stored()
 
 
 async def test_up_restarts_its_embedded_nats_server_after_a_crash(
