@@ -167,6 +167,16 @@ def test_the_study_workload_stated() -> None:
     assert result.break_even_images_per_day > 1665.28 / (per_image * DAYS_PER_MONTH)
 
 
+def test_the_300000_images_for_27_50_from_implied_inputs() -> None:
+    # The study gives no memory size or duration. 27.50 USD less 0.06 of requests is 5.49
+    # x86 GB-seconds an image: e.g. 1536 MB for 3.66 s. Those inputs are our assumption.
+    per_day = 300_000 / DAYS_PER_MONTH  # the batch, billed within one month
+    bill = lambda_monthly(per_day, 3.66, 1536, DEFAULT_PRICES, "x86")
+    assert bill.requests == pytest.approx(0.06)
+    assert bill.total == pytest.approx(27.50, rel=0.01)
+    assert bill.total / 300_000 < 0.0001  # "under 0.01 cent per image"
+
+
 def test_break_even_by_hand() -> None:
     # Lambda at 0.01 USD per image-day-month against 100 USD of containers: 10,000 a day.
     assert break_even(100.0, lambda v: v * 0.01) == pytest.approx(10_000, abs=0.01)
@@ -314,6 +324,29 @@ def test_cli_measures_a_folder(sample_dir: Path, tmp_path: Path) -> None:
     assert report["lambda_best"]["monthly"] > 0
     assert math.isfinite(report["containers"]["per_1000"])
     assert chart.is_file()
+
+
+def test_cli_answers_in_words(sample_dir: Path, tmp_path: Path) -> None:
+    done = _cli("--images-per-day", "8000", str(sample_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "sample: 2 images, variants xl, l, m, s, sq-m, sq-s" in out
+    assert "Answer: run it on AWS Lambda." in out and "USD per 1000 images" in out
+    assert "always-on Fargate task" in out
+    assert (tmp_path / "pixpipe-cost.png").is_file()  # the default chart
+
+
+def test_images_that_cannot_be_rendered_are_reported_not_measured(
+    sample_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.jpg").write_text("not an image")
+    good = sorted(sample_dir.iterdir())[0]
+    sample = measure([good, tmp_path / "notes.jpg"], SMALL, cpu_limits=(CpuLimit(1),))
+    assert [i.name for i in sample.images] == [good.name]
+    assert sample.failed == (("notes.jpg", sample.failed[0][1]),)
+    assert sample.failed[0][1].startswith("unsupported: ")
+    with pytest.raises(ValueError, match="nothing could be measured"):
+        measure([tmp_path / "notes.jpg"], SMALL, cpu_limits=(CpuLimit(1),))
 
 
 def test_cli_says_what_is_wrong(tmp_path: Path) -> None:

@@ -221,15 +221,17 @@ def measure(
     total, done = len(paths) * len(under), 0
     for path in paths:
         for limit in under:
+            if progress:
+                progress(done, total, path.name)
             if path not in failed:
                 try:
                     run, sizes[path] = _in_fresh_process(path, recipe, limits, limit)
                     runs[path].append(run)
                 except PixpipeError as exc:
-                    failed[path] = f"{exc.kind}: {exc}"
+                    failed[path] = str(exc)
             done += 1
-            if progress:
-                progress(done, total, path.name)
+    if progress:
+        progress(done, total, "")
     images = tuple(
         ImageMeasure(p.name, p.stat().st_size, *sizes[p], tuple(r))
         for p, r in runs.items()

@@ -29,6 +29,8 @@ def print_report(
     """The sample, the per-memory table, the alternatives and a one-line answer."""
     if sample is not None:
         console.print(sample_table(sample))
+        for name, message in sample.failed:
+            console.print(f"[red]not measured[/red]: {name}: {message}", highlight=False)
     console.print(memory_table(estimate))
     console.print(alternatives_table(estimate))
     console.print(verdict(estimate))
@@ -38,7 +40,8 @@ def print_report(
 
 def sample_table(sample: Sample) -> Table:
     kind = "built-in synthetic sample" if sample.synthetic else "sample"
-    title = f"{kind}: {len(sample.images)} images, variants {', '.join(sample.variants)}"
+    count = f"{len(sample.images)} image{'s' if len(sample.images) > 1 else ''}"
+    title = f"{kind}: {count}, variants {', '.join(sample.variants)}"
     limits = sample.limits
     caption = (
         "CPU s: process CPU time at one vCPU. s @N: wall seconds with N vCPUs (×2: with two "
@@ -61,8 +64,6 @@ def sample_table(sample: Sample) -> Table:
         walls = [f"{sample.wall(lim)[pick]:.2f}" for lim in limits]
         table.add_row(f"[bold]{name}[/bold]", "", "", f"{profile.cpu_s:.2f}", *walls,
                       f"{profile.peak_rss_mb:.0f}")  # fmt: skip
-    for name, message in sample.failed:
-        table.add_row(f"[red]{name}[/red]", "", "", message)
     return table
 
 
