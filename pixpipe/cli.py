@@ -291,8 +291,9 @@ def cost(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Measure CPU seconds and peak memory per image, and price a workload on AWS Lambda (each
-    memory size, x86 and arm64) against always-on containers: table, chart, break-even."""
+    """Measure CPU seconds and peak memory per image (under 0.5, 1 and 2 vCPUs), and price a
+    workload on AWS Lambda (each memory size, x86 and arm64) against always-on containers:
+    table, chart, break-even, cost per 1000 images. The model: docs/cost.md."""
     from .cost.command import cli_options, run
 
     settings = _settings(config)
