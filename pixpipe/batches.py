@@ -40,6 +40,7 @@ BATCH_STATES = ("open", "processing", "done")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_RECHECK_S = 60.0  # a far deadline is looked at again at least this often
 _PUBLISH_AHEAD = 64  # object.created publishes in flight while releasing a batch
+_CLAIM_S = 30.0  # how long a claim to announce a batch holds before another may take it
 
 Doc = dict[str, Any]
 _BUCKETS: weakref.WeakKeyDictionary[Any, KeyValue] = weakref.WeakKeyDictionary()
@@ -261,54 +262,81 @@ async def expire(rt: Runtime, batch_id: str) -> Doc:
     return doc
 
 
-async def finished(rt: Runtime, key: str, outcome: str, etag: str | None = None) -> None:
-    """Credit an image's outcome to its batch (if it has one); the last one ends the batch."""
+async def finished(rt: Runtime, key: str, outcome: str, etag: str | None = None) -> float | None:
+    """Credit an image's outcome to its batch (if it has one); the last one ends the batch and
+    announces it. Returns a delay to look again when another process's announcement of this
+    batch may still be under way."""
     kv = await bucket(rt)
     try:
         entry = await kv.get(_member_key(key))
     except KeyNotFoundError:
-        return
+        return None
     batch_id = (entry.value or b"").decode()
     if not batch_id:
-        return
+        return None
+    ended = [False]  # set by the attempt that was written
 
     def mark(doc: Doc) -> Doc | None:
+        ended[0] = False
         member = doc["members"].get(key)
         if doc["state"] != "processing" or member is None or member["outcome"] is not None:
             return None  # not released yet (an older upload of the key), or counted already
         if etag and member["etag"] and etag.strip('"') != member["etag"]:
             return None
         member["outcome"] = outcome
-        _complete(doc)
+        ended[0] = _complete(doc)
         return doc
 
     try:
         doc = await _change(kv, batch_id, mark)
     except NoBatch:
-        return
-    if doc["state"] == "done" and not doc.get("announced"):
-        await _announce(rt, doc)
+        return None
+    return await _announce(rt, doc, claimed=ended[0])
 
 
 def _complete(doc: Doc) -> bool:
-    """``processing`` with every outcome in → ``done`` (in the same compare-and-set)."""
+    """``processing`` with every outcome in → ``done``, in the same compare-and-set; whoever
+    writes that change holds the claim to announce it."""
     if doc["state"] != "processing":
         return False
     if any(m["outcome"] is None for m in doc["members"].values()):
         return False
-    doc["state"], doc["finished"] = "done", _now()
+    doc["state"], doc["finished"], doc["announcing"] = "done", _now(), time.time()
     return True
 
 
 async def _finish_if_complete(rt: Runtime, batch_id: str) -> None:
-    doc = await _change(await bucket(rt), batch_id, lambda d: d if _complete(d) else None)
-    if doc["state"] == "done" and not doc.get("announced"):
-        await _announce(rt, doc)
+    ended = [False]
+
+    def complete(doc: Doc) -> Doc | None:
+        ended[0] = _complete(doc)
+        return doc if ended[0] else None
+
+    doc = await _change(await bucket(rt), batch_id, complete)
+    await _announce(rt, doc, claimed=ended[0])
 
 
-async def _announce(rt: Runtime, doc: Doc) -> None:
-    """Publish ``batch.done``; its message id (``batch:{id}``) makes a racing or retried
-    second publish a no-op, and ``announced`` records that it went out."""
+async def _announce(rt: Runtime, doc: Doc, *, claimed: bool) -> float | None:
+    """Publish ``batch.done`` for a done batch, once: only the holder of the claim publishes
+    (the claim is taken by compare-and-set), and ``announced`` records that it went out. A
+    claim left by a process that died before publishing lapses after ``_CLAIM_S``; a late
+    second publish is still dropped by its message id (``batch:{id}``)."""
+    if doc["state"] != "done" or doc.get("announced"):
+        return None
+    kv = await bucket(rt)
+    if not claimed:
+        won = [False]
+
+        def claim(current: Doc) -> Doc | None:
+            won[0] = False
+            if current.get("announced") or time.time() - current["announcing"] < _CLAIM_S:
+                return None
+            current["announcing"], won[0] = time.time(), True
+            return current
+
+        doc = await _change(kv, doc["id"], claim)
+        if not won[0]:
+            return None if doc.get("announced") else _CLAIM_S
     c = counts(doc)
     await bus.publish_event(rt.js, BatchDone(id=doc["id"], done=c["done"], failed=c["failed"]))
 
@@ -318,8 +346,9 @@ async def _announce(rt: Runtime, doc: Doc) -> None:
         current["announced"] = True
         return current
 
-    await _change(await bucket(rt), doc["id"], mark)
+    await _change(kv, doc["id"], mark)
     log.info("batch %s done: %d done, %d failed", doc["id"], c["done"], c["failed"])
+    return None
 
 
 async def handle(rt: Runtime, msg: Msg) -> float | None:
@@ -328,17 +357,15 @@ async def handle(rt: Runtime, msg: Msg) -> float | None:
     if msg.subject == SUBJECT_DEADLINE:
         doc = await get(rt, data["id"])
         if doc is None or doc["state"] != "open":
-            if doc is not None and doc["state"] == "done" and not doc.get("announced"):
-                await _announce(rt, doc)
-            return None
+            return await _announce(rt, doc, claimed=False) if doc else None
         remaining = doc["deadline"] - time.time()
         if remaining > 0:
             return min(remaining, _MAX_RECHECK_S)
         await expire(rt, data["id"])
     elif msg.subject == SUBJECT_IMAGE_PROCESSED:
-        await finished(rt, data["key"], "done", data.get("etag"))
+        return await finished(rt, data["key"], "done", data.get("etag"))
     elif msg.subject == SUBJECT_IMAGE_FAILED:
-        await finished(rt, data["key"], "failed")
+        return await finished(rt, data["key"], "failed")
     return None
 
 

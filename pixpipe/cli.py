@@ -419,8 +419,10 @@ def reprocess(
         task = bar.add_task("reprocess", total=None, rate=0.0)
 
         def progress(report: Report) -> None:
-            total = report.listed if report.listing_done else None
-            bar.update(task, total=total, completed=report.finished, rate=report.images_per_s)
+            # The total grows while the listing goes on; the ETA is right once it is complete.
+            bar.update(
+                task, total=report.listed, completed=report.finished, rate=report.images_per_s
+            )
 
         async def action(rt: Any) -> Report:
             return await coordinate(

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from pixpipe import batches
+from pixpipe.service import runtime
+
 from . import images
 from .pipeline import API_KEY, Pipeline, WebhookReceiver, eventually, make_settings, running
 
@@ -143,3 +146,35 @@ async def test_batch_requests_are_checked(tmp_path: Path, nats_server_private):
         unknown = await _upload(pipe, "x.jpg", images.jpeg(images.photo(40, 30)), "nope")
         assert unknown.status_code == 404
         assert not await pipe.rt.stores.originals.exists("x.jpg")
+
+
+async def test_racing_outcomes_from_two_workers_fire_batch_done_once(
+    tmp_path: Path, nats_server_private
+):
+    settings = make_settings(tmp_path, nats_server_private.url, variants=SMALL)
+    # Two connections, as two worker processes would have; no roles run, so nothing else
+    # reports outcomes: every image's outcome arrives twice, from both, all at once.
+    async with runtime(settings) as one, runtime(settings) as two:
+        seen: list[dict[str, Any]] = []
+
+        async def record(msg: Any) -> None:
+            seen.append(json.loads(msg.data))
+
+        await one.nc.subscribe("pixpipe.batch.done", cb=record)
+        await batches.create(one, "race", 4)
+        keys = [f"race/{n}.jpg" for n in range(4)]
+        for key in keys:
+            await batches.reserve(one, "race", key)
+            await one.stores.originals.put(key, images.jpeg(images.solid(8, 8)))
+            await batches.hold(one, "race", key)
+        etags = {key: (await one.states.get(key))["etag"] for key in keys}
+        outcomes = {key: "failed" if n == 0 else "done" for n, key in enumerate(keys)}
+        await asyncio.gather(*(
+            batches.finished(rt, key, outcomes[key], etags[key])
+            for rt in (one, two) for key in keys
+        ))  # fmt: skip
+        await asyncio.sleep(1)
+        assert seen == [{"id": "race", "done": 3, "failed": 1}]
+        doc = await batches.get(one, "race")
+        assert batches.public(doc) == {"id": "race", "expected": 4, "received": 4,
+                                       "state": "done", "done": 3, "failed": 1}  # fmt: skip
