@@ -131,7 +131,7 @@ async def _change(kv: KeyValue, batch_id: str, change: Callable[[Doc], Doc | Non
             entry = await kv.get(_doc_key(batch_id))
         except KeyNotFoundError:
             raise NoBatch(f"no batch {batch_id!r}") from None
-        doc = json.loads(entry.value or b"{}")
+        doc: Doc = json.loads(entry.value or b"{}")
         new = change(doc)
         if new is None:
             return doc
@@ -358,7 +358,7 @@ async def handle(rt: Runtime, msg: Msg) -> float | None:
         doc = await get(rt, data["id"])
         if doc is None or doc["state"] != "open":
             return await _announce(rt, doc, claimed=False) if doc else None
-        remaining = doc["deadline"] - time.time()
+        remaining = float(doc["deadline"]) - time.time()
         if remaining > 0:
             return min(remaining, _MAX_RECHECK_S)
         await expire(rt, data["id"])

@@ -97,7 +97,7 @@ class Report:
         return self.done / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out = {name: getattr(self, name) for name in self.__slots__}
         out["variants"] = list(self.variants)
         out["state"] = "done" if self.complete else "running"
         out["images_per_s"] = round(self.images_per_s, 2)
@@ -156,7 +156,7 @@ async def coordinate(
                     changed.set()
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     following = asyncio.create_task(follow())
     try:
