@@ -18,6 +18,8 @@ flight for ``--seconds``; requests/s and latency percentiles.
   request a cache miss — each names another key, all hard links to the one source file (in a
   dot folder, which the API's drop-folder watcher leaves alone), checked by ``X-Cache: miss``.
 - **cached**: pixpipe's cache store (``X-Cache: hit``); thumbor's file result storage.
+- for context: pixpipe's cached latency with one request in flight, and thumbor's plain centre
+  crop (no detector).
 
 Runs are interleaved (each run does every source and server) and medians reported; the section
 between the ``transforms:`` markers of ``RESULTS.md`` is rewritten (``--no-write``: print only).
@@ -55,6 +57,7 @@ THUMBOR_VENV = HERE / ".thumbor-venv"
 THUMBOR_PIN = ("thumbor==7.8.0", "opencv-python-headless")  # opencv: the smart-crop detector
 OPTIONS = "w:800/h:600/fit:cover/g:attention/f:jpeg/q:80"
 THUMBOR_OPTIONS = "800x600/smart/filters:quality(80):format(jpeg)"
+THUMBOR_PLAIN = "800x600/filters:quality(80):format(jpeg)"
 SECRET = "benchmark-signing-secret"
 LINKS = 8000  # distinct keys per source and run for pixpipe's uncached requests
 SOURCES = {
@@ -63,7 +66,8 @@ SOURCES = {
     "PNG, 12 MP": lambda: corpus.PNG,
 }
 MODES = ("thumbor uncached", "pixpipe uncached", "thumbor cached", "pixpipe cached")
-QUIET = "pixpipe cached, 1 in flight"  # latency without queueing behind the load's other 7
+QUIET = "pixpipe cached, 1 in flight"  # latency without queueing behind the rest of the load
+PLAIN = "thumbor uncached, no smart"  # context: thumbor's centre crop, without its detector
 
 
 @dataclass
@@ -146,11 +150,11 @@ def process(args: list[str], url: str, ready: str, **env: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(30)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):  # forked workers still busy: now
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
 
 def thumbor(images: Path, work: Path, cached: bool) -> contextlib.AbstractContextManager[str]:
@@ -234,8 +238,8 @@ class Bench:
     def pixpipe_url(self, key: str) -> str:
         return self.pixpipe + transform_path(SECRET, OPTIONS, key)
 
-    def thumbor_url(self, base: str) -> str:
-        return f"{base}/unsafe/{THUMBOR_OPTIONS}/{self.tag}{self.source.suffix}"
+    def thumbor_url(self, base: str, options: str = THUMBOR_OPTIONS) -> str:
+        return f"{base}/unsafe/{options}/{self.tag}{self.source.suffix}"
 
     def uncached_key(self) -> str:
         self.counter += 1
@@ -264,6 +268,9 @@ def link_sources(originals: Path, images: Path) -> list[tuple[str, Path]]:
 def measure(bench: Bench, mode: str, seconds: float, concurrency: int) -> Sample:
     if mode == "thumbor uncached":
         url = bench.thumbor_url(bench.thumbor)
+        return load(lambda: url, seconds, concurrency)
+    if mode == PLAIN:
+        url = bench.thumbor_url(bench.thumbor, THUMBOR_PLAIN)
         return load(lambda: url, seconds, concurrency)
     if mode == "thumbor cached":
         url = bench.thumbor_url(bench.thumbor_cached)
@@ -299,7 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[Sample]]]:
                 load(lambda b=bench: b.thumbor_url(thu), 2, args.concurrency)
             for r in range(args.runs):
                 for (label, _), bench in zip(sources, benches, strict=True):
-                    for mode in (*MODES, QUIET):
+                    for mode in (*MODES, QUIET, PLAIN):
                         seconds = args.seconds if "uncached" in mode else args.seconds / 2
                         concurrency = 1 if mode == QUIET else args.concurrency
                         sample = measure(bench, mode, seconds, concurrency)
@@ -343,8 +350,9 @@ def markdown(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespa
         "### On-the-fly transforms: pixpipe vs thumbor",
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {os.cpu_count()} cores (`nproc`), {_cpu_model()}; shared, so noisy: "
-        "read the ratios",
+        f"- machine: {os.cpu_count()} cores (`nproc`), {_cpu_model()}; shared with other work "
+        f"(load average {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after), so "
+        "noisy: read the ratios",
         f"- command: `.venv/bin/python -m benchmarks.transforms --runs {args.runs} "
         f"--seconds {args.seconds:g} --concurrency {args.concurrency}`",
         f"- {_thumbor_version()}, one process per core, feature detector for `smart`; "
@@ -360,7 +368,7 @@ def markdown(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespa
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for label, modes in results.items():
-        for mode in (*MODES, QUIET):
+        for mode in (*MODES, QUIET, PLAIN):
             samples = modes[mode]
             rps = _median(samples, lambda s: s.rps)
             p50 = _median(samples, lambda s: s.percentile(0.5))
@@ -403,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
     args = parser.parse_args(argv)
+    args.load_before = os.getloadavg()[0]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     section = markdown(run(args), args)
     print(section)
     if not args.no_write:

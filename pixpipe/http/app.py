@@ -107,6 +107,7 @@ def create_app(rt: Runtime) -> FastAPI:
     for module in (live, api, uploads, invoke, delivery, transform):
         app.include_router(module.router)
     app.include_router(metrics_router)
+    app.add_middleware(transform.HotHits)
     app.include_router(cost_router)
     app.include_router(batches.router)
     return app

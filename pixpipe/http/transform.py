@@ -13,17 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import Kind, PixpipeError
 from ..imaging.inspect import sniff
 from ..recipe import EXTENSIONS, Variant
 from ..service import Runtime
-from ..stores import Meta, Store, validate_key
+from ..stores import BadKey, Meta, Store, validate_key
 from .delivery import MEDIA_TYPES, REVALIDATE, SAFE, serve, serve_bytes
 from .hot import Hot, HotCache
 from .metrics import Metrics
@@ -53,6 +55,39 @@ def cache_key(key: str, etag: str | None, variant: Variant, fmt: str) -> str:
     return f"{digest(key, 32)}/{digest(etag or '', 16)}/{digest(spec, 16)}.{EXTENSIONS[fmt]}"
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a transform URL asks for, resolved: the source, the variant, the cache key."""
+
+    source: Meta
+    variant: Variant
+    ckey: str
+    extra: dict[str, str]  # headers every answer carries (Vary: Accept for f:auto)
+    fallback: bool  # the source is the fallback image (the original is missing)
+
+
+async def resolve(state: Any, signature: str, path: str, accept: str | None) -> Target:
+    """Check the signature (403), options and key (400), find the source (404) and its format."""
+    rt: Runtime = state.rt
+    if not verify_path(state.secret, signature, f"/{path}"):
+        raise HTTPException(403, "bad signature (make transform URLs with `pixpipe sign`)")
+    try:
+        options, key = parse_path(path)
+        validate_key(key)
+        variant = to_variant(options, rt.recipe, accept)
+    except BadOptions as exc:
+        raise HTTPException(400, str(exc)) from None
+    extra = {"Vary": "Accept"} if options.format == "auto" else {}
+    source, fallback = await rt.stores.originals.head(key), False
+    if source is None:
+        source, fallback = await _fallback(rt), True
+        if source is None:
+            raise HTTPException(404, f"no original {key!r}")
+    fmt = await _output_format(rt.stores.originals, source, variant)
+    return Target(source, variant, cache_key(source.key, source.etag, variant, fmt), extra,
+                  fallback)  # fmt: skip
+
+
 @router.get("/t/{signature}/{path:path}", response_class=Response, responses=_RESPONSES)
 async def transform(
     request: Request, signature: str, path: str,
@@ -62,37 +97,60 @@ async def transform(
 ) -> Response:  # fmt: skip
     """A signed on-the-fly rendition: ``w:800/h:600/fit:cover/g:attention/f:webp/q:75/dpr:2``,
     ``f:auto`` (AVIF, WebP or JPEG from ``Accept``), ``preset:NAME`` (a recipe variant)."""
-    app = request.app
-    rt: Runtime = app.state.rt
-    if not verify_path(app.state.secret, signature, f"/{path}"):
-        raise HTTPException(403, "bad signature (make transform URLs with `pixpipe sign`)")
+    state = request.app.state
     try:
-        options, key = parse_path(path)
-        validate_key(key)
-        variant = to_variant(options, rt.recipe, accept)
-    except BadOptions as exc:
-        raise HTTPException(400, str(exc)) from None
-    extra = {"Vary": "Accept"} if options.format == "auto" else {}
-    source, status = await rt.stores.originals.head(key), 200
-    if source is None:
-        source, status = await _fallback(rt), 404
-        if source is None:
-            raise HTTPException(404, f"no original {key!r}")
-    try:
-        fmt = await _output_format(rt.stores.originals, source, variant)
-        ckey = cache_key(source.key, source.etag, variant, fmt)
-        response = await _cached(app.state, ckey, if_none_match, range, extra)
+        target = await resolve(state, signature, path, accept)
+        response = await _cached(state, target.ckey, if_none_match, range, target.extra)
         if response is None:
-            response = await _render(app.state, source, variant, ckey, extra)
+            response = await _render(state, target.source, target.variant, target.ckey,
+                                     target.extra)  # fmt: skip
     except PixpipeError as exc:
-        app.state.metrics.transforms.labels("error").inc()
+        state.metrics.transforms.labels("error").inc()
         headers = {"Retry-After": "5"} if exc.kind is Kind.TRANSIENT else None
         body = {"detail": exc.message, "kind": exc.kind.value}
         return JSONResponse(body, _STATUS.get(exc.kind, 422), headers=headers)
-    if status == 404:  # the fallback image, never cached as if it were the real one
+    if target.fallback:  # the fallback image, never cached as if it were the real one
         response.status_code = 404
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+class HotHits:
+    """ASGI middleware: answers a transform whose result is in memory before FastAPI's routing
+    and parameter parsing, which are most of the time of such a hit. Anything else (a miss, an
+    error, the fallback image) goes on to the endpoint, which decides it the same way."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith("/t/")
+        ):
+            return await self.app(scope, receive, send)
+        state = scope["app"].state
+        headers = Headers(scope=scope)
+        signature, _, path = scope["path"][3:].partition("/")
+        try:
+            target = await resolve(state, signature, path, headers.get("accept"))
+        except (HTTPException, PixpipeError, BadKey):
+            return await self.app(scope, receive, send)
+        found = None if target.fallback else state.hot.get(target.ckey)
+        if found is None:
+            return await self.app(scope, receive, send)
+        try:
+            response = serve_bytes(
+                found.data, found.etag, REVALIDATE, headers.get("if-none-match"),
+                headers.get("range"), content_type=found.media,
+                extra={**target.extra, "X-Cache": "hit"},
+            )  # fmt: skip
+        except HTTPException:  # 416: the endpoint says it properly
+            return await self.app(scope, receive, send)
+        state.metrics.transforms.labels("hit").inc()
+        state.metrics.transform_cache_hits.inc()
+        await response(scope, receive, send)
 
 
 async def _fallback(rt: Runtime) -> Meta | None:
@@ -186,4 +244,4 @@ async def _render(
     return Response(data, 200, headers, media_type=media)
 
 
-__all__ = ["cache_key", "router"]
+__all__ = ["HotHits", "Target", "cache_key", "resolve", "router"]
