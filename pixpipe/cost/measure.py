@@ -99,21 +99,18 @@ class ImageMeasure:
         return next((r for r in self.runs if (r.vcpu, r.threads) == (vcpu, threads)), None)
 
     @property
-    def profile(self) -> Profile:
-        """CPU seconds at one vCPU; the parallel speed-up as the ratio of two wall times.
+    def cpu_s(self) -> float:
+        """CPU seconds at one vCPU with one thread: what the model bills."""
+        return self.runs[0].cpu_s
 
-        The ratio, not the raw wall time, carries over: a busy machine slows both runs alike.
-        """
-        one = self.runs[0]
-        rss = max(r.peak_rss_mb for r in self.runs)
-        most = max(self.runs, key=lambda r: (r.threads, r.vcpu))
-        if most.threads <= 1 or one.wall_s <= 0:
-            return Profile(one.cpu_s, one.cpu_s, 1, rss)
-        return Profile(one.cpu_s, one.cpu_s * most.wall_s / one.wall_s, most.threads, rss)
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(r.peak_rss_mb for r in self.runs)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "bytes": self.bytes, "width": self.width, "height": self.height,
+            "cpu_s": self.cpu_s, "peak_rss_mb": self.peak_rss_mb,
             "runs": [
                 {"vcpu": r.vcpu, "threads": r.threads, "cpu_s": r.cpu_s, "wall_s": r.wall_s,
                  "peak_rss_mb": r.peak_rss_mb}
@@ -153,16 +150,16 @@ class Sample:
     @property
     def average(self) -> Profile:
         return self._profile(
-            statistics.fmean(i.profile.cpu_s for i in self.images),
-            statistics.fmean(i.profile.peak_rss_mb for i in self.images),
+            statistics.fmean(i.cpu_s for i in self.images),
+            statistics.fmean(i.peak_rss_mb for i in self.images),
         )
 
     @property
     def worst(self) -> Profile:
         """The slowest image's CPU time, with the highest peak RSS of any image."""
         return self._profile(
-            max(i.profile.cpu_s for i in self.images),
-            max(i.profile.peak_rss_mb for i in self.images),
+            max(i.cpu_s for i in self.images),
+            max(i.peak_rss_mb for i in self.images),
         )
 
     def walls(self, limit: CpuLimit) -> list[float]:

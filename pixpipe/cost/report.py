@@ -58,7 +58,7 @@ def sample_table(sample: Sample) -> Table:
         ]
         table.add_row(
             image.name, f"{image.width * image.height / 1e6:.1f}", f"{image.bytes / 1e6:.1f}",
-            f"{image.profile.cpu_s:.2f}", *walls, f"{image.profile.peak_rss_mb:.0f}",
+            f"{image.cpu_s:.2f}", *walls, f"{image.peak_rss_mb:.0f}",
         )  # fmt: skip
     for name, profile, pick in (("average", sample.average, 0), ("worst", sample.worst, 1)):
         walls = [f"{sample.wall(lim)[pick]:.2f}" for lim in limits]
