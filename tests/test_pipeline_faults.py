@@ -612,3 +612,36 @@ async def test_up_restarts_its_embedded_nats_server_after_a_crash(
         assert variant_files(data_dir / "variants", keys[1]) == set(SIX)
     code, _ = await up.terminate()
     assert code == 0, up.output
+
+
+async def test_up_stopped_mid_render_exits_promptly_and_the_image_is_not_lost(
+    tmp_path: Path, spawn, big_png: bytes
+):
+    """A stop lets the render in hand finish (a few seconds at most) rather than waste it;
+    whatever is left unacknowledged, the restart picks up."""
+    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
+    data_dir = tmp_path / "data"
+    args = ("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    up = spawn(*args)
+    url, api_key = await _up_started(up)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        response = await http.post(
+            "/v1/images", params={"key": BIG}, content=big_png,
+            headers={"Authorization": f"Bearer {api_key}"},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+    await eventually(lambda: len(up.children()) == 1)
+    await busy(up.children()[0])
+    code, seconds = await up.terminate()
+    assert code == 0, up.output
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
+
+    again = spawn(*args)
+    await _up_started(again)
+    async with bus_of(data_dir) as (js, states):
+        await wait_all(states, [BIG], timeout=60)
+        assert variant_files(data_dir / "variants", BIG) == set(SIX)
+        await asyncio.sleep(1)
+        assert [key for key, _ in await processed_events(js)] == [BIG]
+    code, _ = await again.terminate()
+    assert code == 0, again.output
