@@ -407,3 +407,29 @@ def test_the_cost_page_is_self_contained_and_linked(live: Live) -> None:
     assert "/v1/cost" in page.text and "<svg" in page.text
     assert "<script src" not in page.text and "https://" not in page.text  # no CDN
     assert 'href="/cost"' in live.http.get("/").text
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+def test_the_cost_page_draws_the_answer_and_charts_in_a_browser(live: Live) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    query = "&".join(f"{k}={v}" for k, v in STUDY_QUERY.items())
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{live.url}/cost?{query}")
+            page.wait_for_selector("#rows tbody tr", timeout=60_000)
+            answer = page.inner_text("#answer")
+            assert "Run it on AWS Lambda." in answer and "391.53 USD/month" in answer
+            assert page.locator("#time path").count() == 2  # average and worst
+            assert page.locator("#money path").count() == 4  # x86, arm64, worst, containers
+            assert page.input_value("input[name=memory_mb]") == "4096"  # the query fills the form
+            assert not errors, errors
+        finally:
+            browser.close()
