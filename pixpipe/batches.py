@@ -35,10 +35,10 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js.kv import KeyValue
 
-SUBJECT_DEADLINE = "pixpipe.batch.deadline"
+SUBJECT_CHECK = "pixpipe.batch.check"
 BATCH_STATES = ("open", "processing", "done")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_MAX_RECHECK_S = 60.0  # a far deadline is looked at again at least this often
+_RECHECK_S = 60.0  # an unfinished batch is looked at again at least this often
 _PUBLISH_AHEAD = 64  # object.created publishes in flight while releasing a batch
 _CLAIM_S = 30.0  # how long a claim to announce a batch holds before another may take it
 
@@ -161,8 +161,9 @@ async def create(rt: Runtime, batch_id: str, expected: int, deadline_s: float | 
         if old is None or old["expected"] != expected:
             raise BatchConflict(f"batch {batch_id!r} exists with other settings") from None
         return old
-    if deadline is not None:
-        await bus.publish(rt.js, SUBJECT_DEADLINE, {"id": batch_id}, f"deadline:{batch_id}")
+    # The batch's watchdog: enforces the deadline, and finishes a release or an announcement
+    # that a crashed process left half done (see ``check``).
+    await bus.publish(rt.js, SUBJECT_CHECK, {"id": batch_id}, f"check:{batch_id}")
     return doc
 
 
@@ -206,7 +207,7 @@ async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
             return None
         doc["members"][key] = member
         if len(doc["members"]) >= doc["expected"]:
-            doc["state"], doc["released"] = "processing", _now()
+            doc["state"], doc["released"] = "processing", time.time()
             released[0] = True
         return doc
 
@@ -222,7 +223,8 @@ async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
 
 async def release(rt: Runtime, doc: Doc) -> None:
     """Publish ``object.created`` for every original of the batch (the usual dedup ids, so a
-    second release of the same batch is harmless); an empty batch is done at once."""
+    second release of the same batch is harmless), then note it in the batch; an empty batch
+    is done at once."""
     if not doc["members"]:
         await _finish_if_complete(rt, doc["id"])
         return
@@ -239,6 +241,14 @@ async def release(rt: Runtime, doc: Doc) -> None:
 
     await asyncio.gather(*(one(k, m) for k, m in doc["members"].items()))
 
+    def published(current: Doc) -> Doc | None:
+        if current.get("published"):
+            return None
+        current["published"] = True
+        return current
+
+    await _change(await bucket(rt), doc["id"], published)
+
 
 async def expire(rt: Runtime, batch_id: str) -> Doc:
     """Past its deadline: release an open batch with what it has, noting how many are missing."""
@@ -249,7 +259,7 @@ async def expire(rt: Runtime, batch_id: str) -> Doc:
         released[0] = False
         if doc["state"] != "open":
             return None
-        doc["state"], doc["released"] = "processing", _now()
+        doc["state"], doc["released"] = "processing", time.time()
         doc["missing"] = doc["expected"] - len(doc["members"])
         released[0] = True
         return doc
@@ -351,20 +361,36 @@ async def _announce(rt: Runtime, doc: Doc, *, claimed: bool) -> float | None:
     return None
 
 
+async def check(rt: Runtime, batch_id: str) -> float | None:
+    """The batch's watchdog: release it at its deadline; release it again if the process that
+    released it died before publishing everything; announce it if the one that finished it
+    died before that. Returns when to look again (``None``: never, the batch is over)."""
+    doc = await get(rt, batch_id)
+    if doc is None:
+        return None
+    if doc["state"] == "open":
+        if doc["deadline"] is None:
+            return _RECHECK_S
+        remaining = float(doc["deadline"]) - time.time()
+        if remaining > 0:
+            return min(remaining, _RECHECK_S)
+        doc = await expire(rt, batch_id)
+    if doc["state"] == "processing":
+        if not doc.get("published") and time.time() - doc["released"] > _CLAIM_S:
+            log.warning("batch %s: finishing a release that was cut short", batch_id)
+            await release(rt, doc)
+        return _RECHECK_S
+    return await _announce(rt, doc, claimed=False)
+
+
 async def handle(rt: Runtime, msg: Msg) -> float | None:
     """One message of the ``batches`` consumer; returns a delay to look again, or ``None``."""
     data = bus.decode(msg)
-    if msg.subject == SUBJECT_DEADLINE:
-        doc = await get(rt, data["id"])
-        if doc is None or doc["state"] != "open":
-            return await _announce(rt, doc, claimed=False) if doc else None
-        remaining = float(doc["deadline"]) - time.time()
-        if remaining > 0:
-            return min(remaining, _MAX_RECHECK_S)
-        await expire(rt, data["id"])
-    elif msg.subject == SUBJECT_IMAGE_PROCESSED:
+    if msg.subject == SUBJECT_CHECK:
+        return await check(rt, data["id"])
+    if msg.subject == SUBJECT_IMAGE_PROCESSED:
         return await finished(rt, data["key"], "done", data.get("etag"))
-    elif msg.subject == SUBJECT_IMAGE_FAILED:
+    if msg.subject == SUBJECT_IMAGE_FAILED:
         return await finished(rt, data["key"], "failed")
     return None
 
@@ -395,10 +421,11 @@ async def run_batches(rt: Runtime, stop: asyncio.Event) -> None:
 
 __all__ = [
     "BATCH_STATES",
-    "SUBJECT_DEADLINE",
+    "SUBJECT_CHECK",
     "BatchConflict",
     "BatchError",
     "NoBatch",
+    "check",
     "create",
     "expire",
     "finished",

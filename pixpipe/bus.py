@@ -14,8 +14,8 @@ this module only configures them:
 - key-value bucket ``pixpipe-images`` for image state; ``pixpipe-batches`` for batches
   (``batches.py``) and ``pixpipe-reprocess`` for backfill progress (``reprocess.py``).
 - durable ``reprocess`` (``pixpipe.reprocess``: chunks of a backfill, for the workers) and
-  ``batches`` (image outcomes and batch deadlines; unlimited deliveries, since a deadline
-  not yet reached is put back with ``nak(delay)``).
+  ``batches`` (image outcomes and each batch's watchdog; unlimited deliveries, since a
+  watchdog not yet due is put back with ``nak(delay)``).
 
 Retry contract for consumers: on a transient failure, ``msg.nak(delay=retry_delay(...))``;
 on a permanent one, quarantine and then ``msg.ack()``; long renders call
@@ -72,7 +72,7 @@ CONSUMERS: Mapping[str, tuple[str, ...]] = {
 }
 # Consumers that retry on their own terms: every delivery may be a "not yet" (nak + delay).
 PATIENT_CONSUMERS: Mapping[str, tuple[str, ...]] = {
-    "batches": ("pixpipe.image.processed", "pixpipe.image.failed", "pixpipe.batch.deadline"),
+    "batches": ("pixpipe.image.processed", "pixpipe.image.failed", "pixpipe.batch.check"),
 }
 ADVISORY_MAX_DELIVERIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"
 ADVISORY_TERMINATED = f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{STREAM}.*"

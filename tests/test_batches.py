@@ -178,3 +178,31 @@ async def test_racing_outcomes_from_two_workers_fire_batch_done_once(
         doc = await batches.get(one, "race")
         assert batches.public(doc) == {"id": "race", "expected": 4, "received": 4,
                                        "state": "done", "done": 3, "failed": 1}  # fmt: skip
+
+
+async def test_watchdog_finishes_a_release_cut_short_by_a_crash(
+    tmp_path: Path, nats_server_private, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(batches, "_RECHECK_S", 0.5)
+    monkeypatch.setattr(batches, "_CLAIM_S", 1.0)
+    settings = make_settings(tmp_path, nats_server_private.url, variants=SMALL)
+    async with running(settings) as pipe:
+        done = await _collect(pipe, "pixpipe.batch.done")
+        body = {"id": "order-cut", "expected": 2}
+        assert (await pipe.http.post("/v1/batches", json=body, headers=AUTH)).status_code == 201
+        photo = images.jpeg(images.photo(40, 30))
+        assert (await _upload(pipe, "cut/0.jpg", photo, "order-cut")).status_code == 201
+        release = batches.release
+
+        async def dies(rt: Any, doc: Any) -> None:
+            raise RuntimeError("the API process died here")
+
+        # The last upload completes the batch, and the process dies before releasing it.
+        monkeypatch.setattr(batches, "release", dies)
+        assert (await _upload(pipe, "cut/1.jpg", photo, "order-cut")).status_code == 500
+        monkeypatch.setattr(batches, "release", release)
+        assert (await _batch(pipe, "order-cut"))["state"] == "processing"
+
+        await eventually(lambda: len(done) == 1, timeout=20)
+        assert done == [{"id": "order-cut", "done": 2, "failed": 0}]
+        assert (await pipe.rt.states.get("cut/1.jpg"))["state"] == "done"
