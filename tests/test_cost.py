@@ -399,6 +399,9 @@ def test_http_errors_name_the_parameter(live: Live) -> None:
     assert response.status_code == 400
     assert "seconds_per_image must be given together with memory_mb" in response.json()["detail"]
     assert live.http.get("/v1/cost", params={"images_per_day": -1}).status_code == 422
+    assert live.http.get("/v1/cost", params={"images_per_day": "inf"}).status_code == 422
+    extreme = {**STUDY_QUERY, "images_per_day": 1e9, "seconds_per_image": 900}
+    assert live.http.get("/v1/cost", params=extreme).status_code == 200
 
 
 def test_the_cost_page_is_self_contained_and_linked(live: Live) -> None:

@@ -22,18 +22,21 @@ STATIC = Path(__file__).parent / "static"
 router = APIRouter(tags=["cost"])
 
 
-@router.get("/v1/cost")
+@router.get("/v1/cost", responses={400: {"description": "Options that do not go together."}})
 async def cost(
     request: Request,
-    images_per_day: Annotated[float, Query(ge=0, description="Originals per day.")] = 10_000,
+    images_per_day: Annotated[
+        float, Query(ge=0, le=1e9, description="Originals per day.")
+    ] = 10_000,
     seconds_per_image: Annotated[
-        float | None, Query(gt=0, description="A stated duration (with memory_mb): no measuring.")
+        float | None,
+        Query(gt=0, le=900, description="A stated duration (with memory_mb): no measuring."),
     ] = None,
     memory_mb: Annotated[int | None, Query(ge=128, le=10240)] = None,
     ephemeral_mb: Annotated[int, Query(ge=512, le=10240)] = 512,
-    peak_concurrency: Annotated[int | None, Query(ge=1)] = None,
+    peak_concurrency: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     free_tier: bool = False,
-    servers_monthly: Annotated[float | None, Query(ge=0)] = None,
+    servers_monthly: Annotated[float | None, Query(ge=0, le=1e9)] = None,
 ) -> dict[str, Any]:
     """What the workload costs on Lambda at each memory size and on always-on containers.
 
