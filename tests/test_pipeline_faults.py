@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +19,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from nats.js.errors import NotFoundError
 
 from pixpipe import bus
 from pixpipe.config import Limits
@@ -45,6 +40,7 @@ from .pipeline import (
     make_settings,
     running,
 )
+from .processes import Proc, bus_of, busy, children_of, processed_events
 
 # Heavy on CPU and timing: run these one after another on one xdist worker.
 pytestmark = pytest.mark.xdist_group("pipeline-faults")
@@ -67,81 +63,7 @@ def small_jpeg() -> bytes:
     return images.jpeg(images.photo(1200, 800))
 
 
-# --- real processes -------------------------------------------------------------------------
-
-
-class Proc:
-    """A ``pixpipe`` command as a real subprocess, in a process group of its own, its output
-    (stdout and stderr) kept in a file."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.log = cwd / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
-        # Only what the test sets: no PIXPIPE_* or AWS_* from the developer's shell.
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("PIXPIPE_", "AWS_"))}
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "pixpipe", *args], cwd=cwd,
-                env={**base, "COLUMNS": "200", **env},
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
-        """The first match of ``pattern`` in the output, once it is printed."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if match := re.search(pattern, self.output):
-                return match
-            if self.popen.poll() is not None:
-                raise AssertionError(f"exited {self.popen.returncode}:\n{self.output}")
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"{pattern!r} not printed in {timeout}s:\n{self.output}")
-
-    async def exit_code(self, timeout: float) -> int:
-        try:
-            return await asyncio.to_thread(self.popen.wait, timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running after {timeout}s:\n{self.output}") from None
-
-    async def terminate(self, timeout: float = 15.0, group: bool = False) -> tuple[int, float]:
-        """SIGTERM, as a service manager stops it: ``(exit code, seconds it took)``. With
-        ``group``, to every process it started too (systemd's default, a terminal's Ctrl-C)."""
-        started = time.monotonic()
-        if group:
-            os.killpg(self.pid, signal.SIGTERM)
-        else:
-            self.popen.send_signal(signal.SIGTERM)
-        code = await self.exit_code(timeout)
-        return code, time.monotonic() - started
-
-    def kill(self) -> None:
-        """SIGKILL to the main process alone, as a crash or the OOM killer would."""
-        self.popen.kill()
-        self.popen.wait()
-
-    def children(self) -> list[int]:
-        """Its render processes."""
-        return children_of(self.pid)
-
-    def cleanup(self) -> None:
-        """Stop it if a test failed half-way, and anything it left in its process group."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+# --- helpers ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -157,64 +79,6 @@ def spawn(tmp_path: Path) -> Iterator[Any]:
     yield start
     for proc in procs:
         proc.cleanup()
-
-
-def children_of(pid: int, marker: bytes = b"spawn_main") -> list[int]:
-    """The pids of ``pid``'s children whose command line holds ``marker`` (by default the
-    render pool's processes: multiprocessing's spawn start)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and marker in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
-    return found
-
-
-def cpu_ticks(pid: int) -> int:
-    """User + system CPU time a process has used, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-async def busy(pid: int, timeout: float = 30.0) -> None:
-    """Wait until ``pid`` is burning CPU (a render under way)."""
-    deadline = time.monotonic() + timeout
-    before = cpu_ticks(pid)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        now = cpu_ticks(pid)
-        if now - before >= 2:  # an idle render process uses none: it is working
-            return
-        before = now
-    raise AssertionError(f"process {pid} never got busy")
-
-
-# --- the bus and the stores, seen from outside ----------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def bus_of(data_dir: Path) -> AsyncIterator[tuple[Any, States]]:
-    """``(js, states)`` on the embedded bus that ``pixpipe up`` runs under ``data_dir``."""
-    nc = await bus.connect("embedded", data_dir=data_dir)
-    try:
-        js = nc.jetstream()
-        yield js, States(await js.key_value(bus.KV_BUCKET))
-    finally:
-        await nc.close()
-
-
-async def processed_events(js: Any) -> list[tuple[str, str]]:
-    """``(key, etag)`` of every ``image.processed`` the stream holds (duplicates too)."""
-    info = await js.stream_info(bus.STREAM)
-    keys = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        with contextlib.suppress(NotFoundError):
-            raw = await js.get_msg(bus.STREAM, seq)
-            if raw.subject == "pixpipe.image.processed":
-                event = json.loads(raw.data)
-                keys.append((event["key"], event["etag"]))
-    return keys
 
 
 async def wait_all(states: States, keys: list[str], timeout: float = 90.0) -> dict[str, Any]:
@@ -283,137 +147,6 @@ async def test_worker_killed_mid_image_is_redelivered_to_the_next_worker(
         await asyncio.sleep(2)  # time for a stray second delivery to show up
         processed = sorted(key for key, _ in await processed_events(pipe.rt.js))
         assert processed == sorted(uploads), "exactly one image.processed per key"
-
-
-# --- 5. pixpipe up, as a user runs it -------------------------------------------------------
-
-
-async def test_up_serves_an_upload_end_to_end_and_stops_on_sigterm(
-    tmp_path: Path, spawn, small_jpeg: bytes
-):
-    data_dir = tmp_path / "data"
-    up = spawn("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
-    url, api_key = await _up_started(up)
-    key = "users/42/IMG 0001.jpg"
-    auth = {"Authorization": f"Bearer {api_key}"}
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        # What the printed curl line does: the raw photo as the body.
-        response = await http.post(
-            "/v1/images", params={"key": key}, content=small_jpeg, headers=auth
-        )
-        assert response.status_code == 201, response.text
-
-        async def done() -> bool:
-            return (await http.get(f"/v1/images/{key}", headers=auth)).json()["state"] == "done"
-
-        await eventually(done, timeout=60)
-        body = (await http.get(f"/v1/images/{key}", headers=auth)).json()
-        assert set(body["variants"]) == set(SIX)
-        assert body["variants"]["m"]["width"] == 800
-        variant = await http.get("/images/m/users/42/IMG 0001.jpg")
-        assert variant.status_code == 200 and images.decoded(variant.content).width == 800
-    assert variant_files(data_dir / "variants", key) == set(SIX)
-    backup = data_dir / "backup" / key
-    await eventually(lambda: backup.is_file() and backup.read_bytes() == small_jpeg)
-
-    code, seconds = await up.terminate()
-    assert code == 0, up.output
-    assert seconds < 10, f"took {seconds:.1f} s to stop"
-    assert not (data_dir / bus.URL_FILE).exists(), "the embedded nats-server was left running"
-
-
-# --- 4. pixpipe up supervises its render processes, stops cleanly, resumes ------------------
-
-
-async def test_up_replaces_a_killed_render_process_and_retries_its_image(
-    tmp_path: Path, spawn, big_png: bytes, small_jpeg: bytes
-):
-    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
-    data_dir = tmp_path / "data"
-    up = spawn("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
-    url, api_key = await _up_started(up)
-    auth = {"Authorization": f"Bearer {api_key}"}
-
-    async def upload(key: str, data: bytes) -> None:
-        response = await http.post("/v1/images", params={"key": key}, content=data, headers=auth)
-        assert response.status_code == 201, response.text
-
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http, bus_of(data_dir) as (_, states):
-        await upload("before/the crash.jpg", small_jpeg)  # the render process is up and idle
-        await wait_all(states, ["before/the crash.jpg"], timeout=60)
-        (renderer,) = up.children()
-        await upload(BIG, big_png)
-        await busy(renderer)  # at work on the big image
-        os.kill(renderer, signal.SIGKILL)
-
-        (doc,) = (await wait_all(states, [BIG], timeout=60)).values()
-        assert doc["attempts"] == 2, "the image was not retried after its renderer died"
-        assert variant_files(data_dir / "variants", BIG) == set(SIX)
-        replacement = up.children()
-        assert len(replacement) == 1 and replacement != [renderer], "renderer not replaced"
-        # The new renderer takes the next image as usual: first time, no retry.
-        await upload("after/the crash.jpg", small_jpeg)
-        (doc,) = (await wait_all(states, ["after/the crash.jpg"], timeout=60)).values()
-        assert doc["attempts"] == 1
-    code, _ = await up.terminate()
-    assert code == 0, up.output
-
-
-async def test_render_pool_survives_a_process_killed_before_it_took_its_task(small_jpeg: bytes):
-    """pebble declares a whole pool broken when a process dies before acknowledging a task;
-    that must cost one retry (transient), not every image after it."""
-    pool = RenderPool(1, Limits())
-    try:
-        before = set(children_of(os.getpid()))
-        first = asyncio.ensure_future(pool.render(small_jpeg, DEFAULT_RECIPE))
-        await eventually(lambda: set(children_of(os.getpid())) - before, timeout=10)
-        (starting,) = set(children_of(os.getpid())) - before  # still importing libvips
-        os.kill(starting, signal.SIGKILL)
-        with pytest.raises(PixpipeError) as failed:
-            await first
-        assert failed.value.kind is Kind.TRANSIENT
-        rendered = await pool.render(small_jpeg, DEFAULT_RECIPE)
-        assert {o.name for o in rendered.variants} == set(SIX)
-    finally:
-        await asyncio.to_thread(pool.close)
-
-
-@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group"])
-async def test_up_stops_cleanly_on_sigterm_and_a_restart_finishes_the_rest(
-    tmp_path: Path, spawn, small_jpeg: bytes, group: bool
-):
-    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
-    data_dir = tmp_path / "data"
-    args = ("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
-    keys = [f"queue/{n:02d}.jpg" for n in range(12)]
-
-    up = spawn(*args)
-    url, api_key = await _up_started(up)
-    auth = {"Authorization": f"Bearer {api_key}"}
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        for key in keys:
-            response = await http.post(
-                "/v1/images", params={"key": key}, content=small_jpeg, headers=auth
-            )
-            assert response.status_code == 201, response.text
-    await eventually(lambda: variant_files(data_dir / "variants", keys[0]) == set(SIX))
-    code, seconds = await up.terminate(group=group)
-    assert code == 0, up.output
-    assert seconds < 10, f"took {seconds:.1f} s to stop"
-    unfinished = [k for k in keys if variant_files(data_dir / "variants", k) != set(SIX)]
-    assert unfinished, "everything finished before the stop: nothing left to resume"
-
-    again = spawn(*args)
-    await _up_started(again)
-    async with bus_of(data_dir) as (js, states):
-        docs = await wait_all(states, keys, timeout=90)
-        assert all(variant_files(data_dir / "variants", k) == set(SIX) for k in keys)
-        assert {d["state"] for d in docs.values()} == {"done"}
-        await asyncio.sleep(1)
-        processed = [key for key, _ in await processed_events(js)]
-        assert sorted(processed) == keys, "exactly one image.processed per key"
-    code, _ = await again.terminate()
-    assert code == 0, again.output
 
 
 # --- 2. nats-server restarted under load ----------------------------------------------------
@@ -581,6 +314,100 @@ async def test_s3_outage_longer_than_the_retries_fails_transient_keeps_the_origi
         assert f"quarantine/{key}.error.json" not in s3_behind.stored()
 
 
+# --- 4. pixpipe up supervises its render processes, stops cleanly, resumes ------------------
+
+
+async def test_up_replaces_a_killed_render_process_and_retries_its_image(
+    tmp_path: Path, spawn, big_png: bytes, small_jpeg: bytes
+):
+    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
+    data_dir = tmp_path / "data"
+    up = spawn("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    url, api_key = await _up_started(up)
+    auth = {"Authorization": f"Bearer {api_key}"}
+
+    async def upload(key: str, data: bytes) -> None:
+        response = await http.post("/v1/images", params={"key": key}, content=data, headers=auth)
+        assert response.status_code == 201, response.text
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http, bus_of(data_dir) as (_, states):
+        await upload("before/the crash.jpg", small_jpeg)  # the render process is up and idle
+        await wait_all(states, ["before/the crash.jpg"], timeout=60)
+        (renderer,) = up.children()
+        await upload(BIG, big_png)
+        await busy(renderer)  # at work on the big image
+        os.kill(renderer, signal.SIGKILL)
+
+        (doc,) = (await wait_all(states, [BIG], timeout=60)).values()
+        assert doc["attempts"] == 2, "the image was not retried after its renderer died"
+        assert variant_files(data_dir / "variants", BIG) == set(SIX)
+        replacement = up.children()
+        assert len(replacement) == 1 and replacement != [renderer], "renderer not replaced"
+        # The new renderer takes the next image as usual: first time, no retry.
+        await upload("after/the crash.jpg", small_jpeg)
+        (doc,) = (await wait_all(states, ["after/the crash.jpg"], timeout=60)).values()
+        assert doc["attempts"] == 1
+    code, _ = await up.terminate()
+    assert code == 0, up.output
+
+
+async def test_render_pool_survives_a_process_killed_before_it_took_its_task(small_jpeg: bytes):
+    """pebble declares a whole pool broken when a process dies before acknowledging a task;
+    that must cost one retry (transient), not every image after it."""
+    pool = RenderPool(1, Limits())
+    try:
+        before = set(children_of(os.getpid()))
+        first = asyncio.ensure_future(pool.render(small_jpeg, DEFAULT_RECIPE))
+        await eventually(lambda: set(children_of(os.getpid())) - before, timeout=10)
+        (starting,) = set(children_of(os.getpid())) - before  # still importing libvips
+        os.kill(starting, signal.SIGKILL)
+        with pytest.raises(PixpipeError) as failed:
+            await first
+        assert failed.value.kind is Kind.TRANSIENT
+        rendered = await pool.render(small_jpeg, DEFAULT_RECIPE)
+        assert {o.name for o in rendered.variants} == set(SIX)
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group"])
+async def test_up_stops_cleanly_on_sigterm_and_a_restart_finishes_the_rest(
+    tmp_path: Path, spawn, small_jpeg: bytes, group: bool
+):
+    (tmp_path / "pixpipe.toml").write_text(SHORT_RETRIES)
+    data_dir = tmp_path / "data"
+    args = ("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    keys = [f"queue/{n:02d}.jpg" for n in range(12)]
+
+    up = spawn(*args)
+    url, api_key = await _up_started(up)
+    auth = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for key in keys:
+            response = await http.post(
+                "/v1/images", params={"key": key}, content=small_jpeg, headers=auth
+            )
+            assert response.status_code == 201, response.text
+    await eventually(lambda: variant_files(data_dir / "variants", keys[0]) == set(SIX))
+    code, seconds = await up.terminate(group=group)
+    assert code == 0, up.output
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
+    unfinished = [k for k in keys if variant_files(data_dir / "variants", k) != set(SIX)]
+    assert unfinished, "everything finished before the stop: nothing left to resume"
+
+    again = spawn(*args)
+    await _up_started(again)
+    async with bus_of(data_dir) as (js, states):
+        docs = await wait_all(states, keys, timeout=90)
+        assert all(variant_files(data_dir / "variants", k) == set(SIX) for k in keys)
+        assert {d["state"] for d in docs.values()} == {"done"}
+        await asyncio.sleep(1)
+        processed = [key for key, _ in await processed_events(js)]
+        assert sorted(processed) == keys, "exactly one image.processed per key"
+    code, _ = await again.terminate()
+    assert code == 0, again.output
+
+
 async def test_up_restarts_its_embedded_nats_server_after_a_crash(
     tmp_path: Path, spawn, small_jpeg: bytes
 ):
@@ -645,3 +472,40 @@ async def test_up_stopped_mid_render_exits_promptly_and_the_image_is_not_lost(
         assert [key for key, _ in await processed_events(js)] == [BIG]
     code, _ = await again.terminate()
     assert code == 0, again.output
+
+
+# --- 5. pixpipe up, as a user runs it -------------------------------------------------------
+
+
+async def test_up_serves_an_upload_end_to_end_and_stops_on_sigterm(
+    tmp_path: Path, spawn, small_jpeg: bytes
+):
+    data_dir = tmp_path / "data"
+    up = spawn("up", "--data-dir", data_dir, "--port", free_port(), "--workers", "1")
+    url, api_key = await _up_started(up)
+    key = "users/42/IMG 0001.jpg"
+    auth = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        # What the printed curl line does: the raw photo as the body.
+        response = await http.post(
+            "/v1/images", params={"key": key}, content=small_jpeg, headers=auth
+        )
+        assert response.status_code == 201, response.text
+
+        async def done() -> bool:
+            return (await http.get(f"/v1/images/{key}", headers=auth)).json()["state"] == "done"
+
+        await eventually(done, timeout=60)
+        body = (await http.get(f"/v1/images/{key}", headers=auth)).json()
+        assert set(body["variants"]) == set(SIX)
+        assert body["variants"]["m"]["width"] == 800
+        variant = await http.get("/images/m/users/42/IMG 0001.jpg")
+        assert variant.status_code == 200 and images.decoded(variant.content).width == 800
+    assert variant_files(data_dir / "variants", key) == set(SIX)
+    backup = data_dir / "backup" / key
+    await eventually(lambda: backup.is_file() and backup.read_bytes() == small_jpeg)
+
+    code, seconds = await up.terminate()
+    assert code == 0, up.output
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
+    assert not (data_dir / bus.URL_FILE).exists(), "the embedded nats-server was left running"
