@@ -8,9 +8,11 @@ each original with the recipe restricted to the requested variants.
 
 Safe to interrupt and rerun. A run is named by what it asks (the variants' specs, the prefix,
 ``missing_only``); each chunk's outcome is kept in the KV bucket ``pixpipe-reprocess`` under
-``{run}.{chunk}``, and a rerun publishes only the chunks without one. Chunks go out with
-``Nats-Msg-Id`` = ``{run}.{chunk}``, and a worker skips an original whose variant is already
-there for its etag and spec, so redeliveries and overlapping runs re-render nothing.
+``{run}-{generation}.{chunk}``, and a rerun of an unfinished run publishes only the chunks
+without one (a rerun of a finished run is a new generation that looks at everything again).
+Chunks go out with ``Nats-Msg-Id`` = ``{run}-{generation}.{chunk}``, and a worker skips an
+original whose variant file is there and was made from its etag with this spec, so
+redeliveries and overlapping runs re-render nothing.
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ from nats.js.errors import KeyNotFoundError
 
 from . import bus
 from .errors import PixpipeError
-from .recipe import Recipe, Variant
+from .recipe import Recipe, Variant, recipe_id
 from .results import store_variants
 from .service import Runtime, consume, heartbeat, log
-from .worker import recipe_id
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -70,6 +71,7 @@ class Report:
     """A run's progress: originals listed, and the outcome of each finished one."""
 
     run: str
+    generation: int
     variants: tuple[str, ...]
     prefix: str
     missing_only: bool
@@ -125,10 +127,12 @@ async def coordinate(
     finished, and wait until every chunk has an outcome. Cancel it at any time: a rerun with
     the same request picks up where it stopped."""
     recipe = plan(rt, variants)
-    run = run_name(recipe, prefix, missing_only)
-    report = Report(run, recipe.names, prefix, missing_only)
-    started = time.monotonic()
     kv = await rt.js.key_value(bus.REPROCESS_BUCKET)
+    name = run_name(recipe, prefix, missing_only)
+    generation = await _generation(kv, name)
+    run = f"{name}-{generation}"
+    report = Report(name, generation, recipe.names, prefix, missing_only)
+    started = time.monotonic()
     outcomes: dict[str, dict[str, Any]] = {}  # chunk → its outcome; ids only, never keys
     ours: set[str] = set()
     changed = asyncio.Event()
@@ -181,9 +185,21 @@ async def coordinate(
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
             await following
+    await kv.put(f"runs.{name}", json.dumps({"generation": generation, "complete": True}).encode())
     log.info("reprocess %s: %d done, %d up to date, %d failed", run, report.done,
              report.skipped, report.failed)  # fmt: skip
     return report
+
+
+async def _generation(kv: KeyValue, name: str) -> int:
+    """The generation to run: the last one again if it did not finish, else the next."""
+    try:
+        last = json.loads((await kv.get(f"runs.{name}")).value or b"{}")
+    except KeyNotFoundError:
+        last = {}
+    generation = int(last.get("generation", 0)) + (1 if last.get("complete", True) else 0)
+    await kv.put(f"runs.{name}", json.dumps({"generation": generation, "complete": False}).encode())
+    return generation
 
 
 async def _publish(
@@ -293,18 +309,23 @@ class Reprocessor:
     async def _has(
         self, variant: Variant, key: str, etag: str | None, state: dict[str, Any], missing: bool
     ) -> bool:
-        """Whether ``key`` already has ``variant``: any file at its key with ``missing_only``,
-        else one made from this very original with this very spec."""
+        """Whether ``key`` already has ``variant``: with ``missing_only``, any file at its key;
+        else a file the state says was made from this very original with this very spec."""
         if missing:
             source = (state.get("source") or {}).get("format")
             if variant.format == "original" and not source:
                 return False
             return await self.rt.stores.variants.exists(variant.key_for(key, source or "jpeg"))
         info = (state.get("variants") or {}).get(variant.name)
-        if not info or etag is None:
+        if not info or etag is None or not self._current(variant, info, etag, state):
             return False
+        return await self.rt.stores.variants.exists(info["key"])
+
+    def _current(
+        self, variant: Variant, info: dict[str, Any], etag: str, state: dict[str, Any]
+    ) -> bool:
         if info.get("fp") == fingerprint(variant) and info.get("etag") == etag:
-            return True
+            return True  # made by a backfill
         # Made by the worker with the whole current recipe, from this same original.
         in_recipe = any(v == variant for v in self.rt.recipe)
         return bool(

@@ -66,10 +66,16 @@ async def test_new_variant_for_a_prefix_leaves_everything_else_alone(
         assert set(state["variants"]) == {"s", "t", "w"} and state["state"] == "done"
         assert images.decoded((tmp_path / "variants/w/shop/0.webp").read_bytes()).width == 20
 
-        # Again: nothing to do (the variant is there for this original and this spec).
+        # Again: nothing to do (the variant is there for this original and this spec) …
         again = await reprocess.coordinate(pipe.rt, ["w"], "shop/", page_size=4)
-        assert again.listed == 6 and again.failed == 0
+        assert (again.listed, again.done, again.skipped, again.failed) == (6, 0, 6, 0)
+        assert again.generation == report.generation + 1
         assert _files(tmp_path / "variants") == after
+        # … but a file gone missing is made again.
+        (tmp_path / "variants/w/shop/3.webp").unlink()
+        mended = await reprocess.coordinate(pipe.rt, ["w"], "shop/", page_size=4)
+        assert (mended.done, mended.skipped) == (1, 5)
+        assert set(_files(tmp_path / "variants")) == set(after)
 
         # The API: the rest of the originals, in the background.
         started = await pipe.http.post(

@@ -124,7 +124,7 @@ async def start_reprocess(request: Request, body: Backfill) -> dict[str, Any]:
         return _RUNS[run].to_dict()
 
     def progress(report: reprocess.Report) -> None:
-        _RUNS[report.run] = report
+        _RUNS[run] = report
 
     task = asyncio.create_task(reprocess.coordinate(
         rt, recipe.names, body.prefix, body.missing_only, page_size=body.page_size,
@@ -132,7 +132,7 @@ async def start_reprocess(request: Request, body: Backfill) -> dict[str, Any]:
     ))  # fmt: skip
     _RUNNING[run] = task
     task.add_done_callback(lambda t: _finished(run, t))
-    _RUNS[run] = reprocess.Report(run, recipe.names, body.prefix, body.missing_only)
+    _RUNS[run] = reprocess.Report(run, 0, recipe.names, body.prefix, body.missing_only)
     return _RUNS[run].to_dict()
 
 
