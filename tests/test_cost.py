@@ -183,6 +183,35 @@ def test_break_even_by_hand() -> None:
     assert break_even(100.0, lambda v: 0.0) is None
 
 
+def test_no_break_even_when_the_tasks_cannot_keep_up() -> None:
+    # Tasks of 4 vCPU and 2 GB hold one 1.5 GB render at a time: 124.69 USD a month each
+    # for 86,400 one-second images a day, which Lambda renders for less.
+    profile = Profile(cpu_s=1.0, parallel_s=1.0, peak_rss_mb=1500)
+    workload = Workload(1000, container=Container(4, 2))
+    result = estimate(profile, profile, workload, DEFAULT_PRICES)
+    assert (result.containers.count, result.containers.slots) == (1, 1)
+    assert result.containers.monthly == pytest.approx(124.69, abs=0.01)
+    assert result.lambda_best is not None
+    per_image_day = result.lambda_best.monthly / 1000  # Lambda's bill is linear here
+    assert 86_400 * per_image_day < 124.69
+    # One task's bill meets Lambda's only at a volume one task cannot render …
+    assert 124.69 / per_image_day > 86_400
+    # … and a fleet that keeps up always costs more: no break-even.
+    assert result.break_even_images_per_day is None
+
+
+def test_break_even_is_where_a_fleet_that_keeps_up_costs_what_lambda_does() -> None:
+    profile = Profile(cpu_s=1.0, parallel_s=1.0, peak_rss_mb=500)
+    workload = Workload(1000, peak_concurrency=3)  # three 1 vCPU, 2 GB tasks: 108.13 USD
+    result = estimate(profile, profile, workload, DEFAULT_PRICES)
+    assert result.containers.count == 3 and result.lambda_best is not None
+    even = result.break_even_images_per_day
+    assert even is not None and even <= 3 * 86_400
+    assert even * result.lambda_best.monthly / 1000 == pytest.approx(
+        result.containers.monthly, rel=1e-4
+    )
+
+
 def test_containers_absorb_the_peak_one_image_per_vcpu() -> None:
     workload = Workload(86_400, peak_concurrency=5, container=Container(2, 4))
     profile = Profile(cpu_s=1.0, parallel_s=1.0, peak_rss_mb=500)

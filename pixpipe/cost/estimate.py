@@ -3,7 +3,8 @@ containers sized for the peak, a flat "my servers" figure, and where the lines c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 
 from .model import (
     ARCHES,
@@ -112,10 +113,29 @@ def estimate(
         )
         return bill.total
 
-    even = break_even(plan.monthly, lambda_at) if best else None
+    even = _fleet_break_even(plan, average, worst, workload, prices, lambda_at) if best else None
     servers = prices.servers_monthly
     even_servers = break_even(servers, lambda_at) if best and servers is not None else None
     return Estimate(source, workload, prices, rows, best, plan, even, even_servers)
+
+
+def _fleet_break_even(
+    plan: ContainerPlan, average: Profile, worst: Profile, workload: Workload, prices: Prices,
+    lambda_at: Callable[[float], float],
+) -> float | None:  # fmt: skip
+    """Images per day from which always-on tasks cost less than Lambda, the fleet grown as
+    the volume needs (never below today's): where Lambda's bill meets a fleet that keeps up."""
+    count = plan.count
+    for _ in range(100):
+        volume = break_even(plan.container.monthly(prices, count), lambda_at)
+        if volume is None:
+            return None
+        needed = containers_needed(replace(workload, images_per_day=volume), average.cpu_s,
+                                   worst.peak_rss_mb)  # fmt: skip
+        if needed <= count:
+            return volume
+        count = needed
+    return None  # the fleet never catches up: Lambda stays cheaper
 
 
 def estimate_stated(seconds: float, memory_mb: int, workload: Workload, prices: Prices) -> Estimate:

@@ -124,9 +124,10 @@ def verdict(estimate: Estimate) -> str:
         f"{volume}, {usd(best.per_1000)} USD per 1000 images. {fleet}"
     )
     even = estimate.break_even_images_per_day
-    if even is not None:
-        verb = "cost" if plan.count > 1 else "costs"
-        text += f" Above {even:,.0f} images/day, {tasks} {verb} less than Lambda."
+    if even is None:
+        text += " Always-on tasks that keep up would cost more than Lambda at any volume."
+    else:
+        text += f" Above {even:,.0f} images/day, always-on tasks cost less than Lambda."
     return text
 
 
