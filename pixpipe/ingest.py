@@ -9,6 +9,7 @@ announced twice (an upload also seen by the folder watcher) is processed once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 from pathlib import Path
@@ -75,14 +76,45 @@ async def watch_folder(rt: Runtime, stop: asyncio.Event) -> None:
         return
     root.mkdir(parents=True, exist_ok=True)
     await _announce_unknown(rt, root)
+    later: set[asyncio.Task[None]] = set()
     async for changes in awatch(root, stop_event=stop, recursive=True):
         for change, path in changes:
             key = _dropped_key(root, path) if change != Change.deleted else None
-            if key:
-                try:
-                    await announce(rt, key)
-                except Exception as exc:  # a file gone again, a bad key: log, keep watching
-                    log.warning("could not announce dropped file %s: %s", path, exc)
+            if key and not await _announced(rt, key):
+                task = asyncio.create_task(_announce_later(rt, key, stop))
+                later.add(task)
+                task.add_done_callback(later.discard)
+    if later:
+        await asyncio.wait(later, timeout=10)
+
+
+async def _announced(rt: Runtime, key: str) -> bool:
+    """Announce a dropped file; ``False`` if the bus (or the store) is away for now."""
+    try:
+        await announce(rt, key)
+    except PixpipeError as exc:
+        if exc.kind is Kind.TRANSIENT:
+            log.warning("could not announce dropped file %s yet: %s", key, exc)
+            return False
+        log.warning("could not announce dropped file %s: %s", key, exc)  # gone again
+    except ValueError as exc:  # a bad key: nothing to retry
+        log.warning("could not announce dropped file %s: %s", key, exc)
+    except Exception as exc:  # the bus is away (reconnecting): try again
+        log.warning("could not announce dropped file %s yet: %r", key, exc)
+        return False
+    return True
+
+
+async def _announce_later(rt: Runtime, key: str, stop: asyncio.Event) -> None:
+    """Keep trying, with backoff, until the bus is back: the file is in the store already,
+    and nothing else would announce it before a restart."""
+    delay = 1.0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set() or await _announced(rt, key):
+            return
+        delay = min(2 * delay, 30.0)
 
 
 async def _announce_unknown(rt: Runtime, root: Path) -> None:

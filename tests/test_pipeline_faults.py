@@ -196,6 +196,24 @@ async def test_nats_server_restart_mid_run_loses_nothing(
         assert len(events) == len(set(events)), "an image.processed was sent twice"
 
 
+async def test_file_dropped_while_the_bus_is_down_is_processed_once_it_is_back(
+    tmp_path: Path, nats_server_private, small_jpeg: bytes
+):
+    settings = make_settings(tmp_path, nats_server_private.url)
+    key = "dropped/while down.jpg"
+    async with running(settings) as pipe:
+        folder = pipe.rt.stores.originals.local_root
+        assert folder is not None
+        nats_server_private.kill()
+        (folder / "dropped").mkdir()
+        (folder / "dropped" / "while down.jpg").write_bytes(small_jpeg)
+        await asyncio.sleep(OUTAGE_S)  # the watcher saw it, and could not announce it
+        nats_server_private.restart()
+        doc = await pipe.wait(key, timeout=60)
+        assert doc["state"] == "done"
+        assert variant_files(tmp_path / "variants", key) == set(SIX)
+
+
 async def _try_upload(pipe: Pipeline, key: str, data: bytes) -> int | str:
     try:
         return (await pipe.upload(key, data)).status_code
