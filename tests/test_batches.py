@@ -146,6 +146,10 @@ async def test_batch_requests_are_checked(tmp_path: Path, nats_server_private):
         unknown = await _upload(pipe, "x.jpg", images.jpeg(images.photo(40, 30)), "nope")
         assert unknown.status_code == 404
         assert not await pipe.rt.stores.originals.exists("x.jpg")
+        not_an_image = await _upload(pipe, "y.jpg", b"just text", "order-1")
+        assert not_an_image.status_code == 415
+        assert await pipe.rt.states.get("y.jpg") is None, "a refused upload was held"
+        assert (await _batch(pipe, "order-1"))["received"] == 0
 
 
 async def test_racing_outcomes_from_two_workers_fire_batch_done_once(

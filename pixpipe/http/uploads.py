@@ -52,8 +52,6 @@ async def upload(
     rt: Runtime = request.app.state.rt
     validate_key(key)
     data = await _read_upload(request, rt.settings.limits.max_input_bytes)
-    if batch is not None:
-        await check_batch(rt, batch, key)
     result = await _store(request, key, data, batch)
     request.app.state.metrics.uploads.labels("api").inc()
     return result
@@ -64,6 +62,8 @@ async def _store(
 ) -> dict[str, Any]:
     rt: Runtime = request.app.state.rt
     fmt = sniff(data)
+    if batch is not None:
+        await check_batch(rt, batch, key)
     await rt.stores.originals.put(key, data, content_type=MEDIA_TYPES[fmt])
     await (hold_upload(rt, batch, key) if batch is not None else announce(rt, key))
     base = base_url(request)
