@@ -23,6 +23,7 @@ from tests.test_http_harness import API_KEY, Live, live_pixpipe
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.timeout(180),
+    pytest.mark.xdist_group("dashboard"),  # one browser, one live pixpipe, tests in order
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -24,7 +24,8 @@ from pixpipe.http.app import _readiness, api_keys
 from tests import images
 from tests.test_http_harness import AUTH, MAX_BYTES, Live, free_port, live_pixpipe
 
-pytestmark = pytest.mark.timeout(120)
+# One worker per module under xdist: the module shares one live pixpipe.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("http-api")]
 JPEG = images.jpeg(images.photo(640, 400))
 
 

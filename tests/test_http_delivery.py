@@ -11,7 +11,8 @@ import pytest
 from tests import images
 from tests.test_http_harness import Live, live_pixpipe
 
-pytestmark = pytest.mark.timeout(120)
+# One worker per module under xdist: the module shares one live pixpipe.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("http-delivery")]
 BLUE = (30, 30, 220)
 
 

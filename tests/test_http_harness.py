@@ -112,10 +112,14 @@ def running(settings: Settings, workers: int = 1) -> Iterator[Live]:
         try:
             yield Live(url, settings, http)
         finally:
-            loop_box["loop"].call_soon_threadsafe(loop_box["stop"].set)
+            ended_early = not thread.is_alive()
+            with contextlib.suppress(RuntimeError):  # the loop is closed if serve ended already
+                loop_box["loop"].call_soon_threadsafe(loop_box["stop"].set)
             thread.join(timeout=60)
     if failed:
         raise failed[0]
+    if ended_early:
+        raise AssertionError("pixpipe stopped during the tests (a role ended: see the log)")
 
 
 def _wait_healthy(http: httpx.Client, failed: list[BaseException]) -> None:

@@ -22,7 +22,7 @@ with warnings.catch_warnings():  # imported here so that its own import-time war
     import schemathesis
     from schemathesis import GenerationMode
 
-pytestmark = [pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("http-schema")]
 EXAMPLES = 12
 STREAMS = ("/v1/events", "/v1/images/{key}/events")
 

@@ -17,7 +17,8 @@ from tests import images
 from tests.conftest_services import MotoS3
 from tests.test_http_harness import AUTH, MAX_BYTES, Live, live_pixpipe, running, settings_for
 
-pytestmark = pytest.mark.timeout(120)
+# One worker per module under xdist: the module shares one live pixpipe.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("http-uploads")]
 JPEG = images.jpeg(images.photo(400, 300))
 
 

@@ -17,7 +17,8 @@ from pixpipe.http.signing import transform_path
 from tests import images
 from tests.test_http_harness import API_KEY, SECRET, Live, live_pixpipe
 
-pytestmark = pytest.mark.timeout(120)
+# One worker per module under xdist: the module shares one live pixpipe.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("http-transform")]
 KEY = "tf/photo one.jpg"
 FALLBACK = "_fallback.png"
 
