@@ -260,13 +260,17 @@ class Reprocessor:
                     rendered = await self.original(original["key"], recipe, job["missing_only"])
                 except PixpipeError as exc:
                     if not exc.kind.permanent:
-                        raise  # the whole chunk comes back; finished originals are skipped
+                        raise
                     outcome["failed"].append({"key": original["key"], **exc.to_dict()})
                     return
                 outcome["done" if rendered else "skipped"] += 1
 
         async with heartbeat(msg, self.beat_every):
-            await asyncio.gather(*(one(o) for o in job["originals"]))
+            results = await asyncio.gather(*(one(o) for o in job["originals"]),
+                                           return_exceptions=True)  # fmt: skip
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # the chunk comes back; the originals finished now are skipped
         await self._record(job, outcome)
 
     async def give_up(self, msg: Msg, error: PixpipeError, attempts: int) -> None:
@@ -295,8 +299,9 @@ class Reprocessor:
         # Merge into the state the worker keeps: the other variants' entries stay as they are.
         state = await self.rt.states.get(key) or {}
         variants = dict(state.get("variants") or {})
-        for variant, info in zip(subset, infos, strict=True):
-            variants[info.name] = {**info.model_dump(), "fp": fingerprint(variant), "etag": etag}
+        specs = {v.name: fingerprint(v) for v in subset}
+        for info in infos:
+            variants[info.name] = {**info.model_dump(), "fp": specs[info.name], "etag": etag}
         source = {"format": rendered.source.format, "width": rendered.source.width,
                   "height": rendered.source.height}  # fmt: skip
         await self.rt.states.update(
