@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -391,7 +392,24 @@ def markdown(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespa
             f"{_met(cached >= 20)} | {p99:.1f} ms {_met(p99 < 20)} / {quiet:.1f} ms "
             f"{_met(quiet < 20)} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *NOTES]) + "\n"
+
+
+NOTES = [
+    "Reading the numbers:",
+    "",
+    "- thumbor's `smart` runs OpenCV's feature detector on the decoded image, and Pillow "
+    "decodes every pixel of the source first; that is most of its time. Its plain centre crop "
+    "(`no smart`) is given for context: the resize alone, still without shrink-on-load.",
+    "- pixpipe renders with libvips' thumbnail path (shrink-on-load for JPEG, one pass, "
+    "attention crop) in one render process per core; a result is then served from memory, or "
+    "from the cache store when evicted, keyed by the source's etag.",
+    "- Cached requests are answered by one API process. With several requests in flight each "
+    "waits for the ones before it, so the loaded p99 is mostly queueing behind the load "
+    "generator's other requests; the `1 in flight` row is the service time itself. Both are "
+    "measured with the load generator and other work sharing the same two cores: on a busy "
+    "machine the absolute figures move a lot between runs, the ratios much less.",
+]
 
 
 def _met(ok: bool) -> str:
@@ -404,6 +422,11 @@ def _pixpipe_version() -> str:
     return version("pixpipe")
 
 
+def _raw(sample: Sample) -> dict[str, float]:
+    return {"rps": sample.rps, "p50_ms": sample.percentile(0.5),
+            "p99_ms": sample.percentile(0.99), "requests": sample.requests}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs (medians)")
@@ -413,8 +436,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.load_before = os.getloadavg()[0]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
-    section = markdown(run(args), args)
+    results = run(args)
+    section = markdown(results, args)
     print(section)
+    raw = {
+        label: {mode: [_raw(x) for x in samples] for mode, samples in modes.items()}
+        for label, modes in results.items()
+    }
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "transforms.json").write_text(json.dumps(raw, indent=1))
     if not args.no_write:
         update_results(section, name="transforms")
 
