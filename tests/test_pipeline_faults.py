@@ -149,6 +149,44 @@ async def test_worker_killed_mid_image_is_redelivered_to_the_next_worker(
         assert processed == sorted(uploads), "exactly one image.processed per key"
 
 
+async def test_image_that_kills_every_worker_ends_failed_not_stuck_and_can_be_retried(
+    tmp_path: Path, nats_server_private, spawn, big_png: bytes
+):
+    """Two deliveries allowed, two workers killed mid-image: the server gives up, and the
+    next worker records it (from the kept advisory) as a transient failure."""
+    settings = make_settings(tmp_path, nats_server_private.url)
+    env = {
+        "PIXPIPE_DATA_DIR": str(tmp_path), "PIXPIPE_BUS__URL": nats_server_private.url,
+        "PIXPIPE_RETRY__ATTEMPTS": "2", "PIXPIPE_RETRY__BACKOFF_S": "[2]",
+    }  # fmt: skip
+    async with running(settings, Roles(worker=False, port=free_port())) as pipe:
+        assert (await pipe.upload(BIG, big_png)).status_code == 201
+        for attempt in (1, 2):
+            worker = spawn("worker", "--workers", "1", env=env)
+
+            async def rendering(attempt: int = attempt) -> bool:
+                doc = await pipe.rt.states.get(BIG)
+                return bool(doc and doc["state"] == "processing" and doc["attempts"] == attempt)
+
+            await eventually(rendering, timeout=60)
+            worker.kill()
+
+        spawn("worker", "--workers", "1", env=env)
+        doc = await pipe.wait(BIG, timeout=60)
+        assert doc["state"] == "failed", doc
+        assert (doc["error"]["kind"], doc["attempts"]) == ("transient", 2), doc
+        assert await pipe.rt.stores.originals.exists(BIG), "a transient failure moved it"
+        failures = (await pipe.http.get("/v1/failures")).json()
+        assert [(f["key"], f["kind"]) for f in failures] == [(BIG, "transient")]
+
+        retried = await pipe.http.post(
+            f"/v1/failures/{BIG}/retry", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert retried.status_code == 202, retried.text
+        doc = await pipe.wait(BIG, ("done",), timeout=60)
+        assert variant_files(tmp_path / "variants", BIG) == set(SIX)
+
+
 # --- 2. nats-server restarted under load ----------------------------------------------------
 
 
