@@ -7,9 +7,11 @@ Every error names the variant and the bad part.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 FITS = ("inside", "cover", "contain", "fill")
@@ -245,3 +247,10 @@ DEFAULT_RECIPE = Recipe.parse(
         "sq-s=150x150,cover",
     ]
 )
+
+
+def recipe_id(recipe: Recipe) -> str:
+    """A short fingerprint of the recipe, stored with each result: a changed recipe makes old
+    results stale (workers, Lambda and backfills all compare it)."""
+    text = json.dumps([asdict(v) for v in recipe], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

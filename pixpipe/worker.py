@@ -10,17 +10,14 @@ the same way (the original stays where it is).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from . import bus
 from .errors import Kind, PixpipeError
 from .events import ImageFailed, ImageProcessed, ObjectCreated, VariantInfo
 from .pool import RenderPool
-from .recipe import Recipe
+from .recipe import Recipe, recipe_id
 from .results import quarantine, store_variants
 from .service import Runtime, consume, heartbeat, keep_dead_letter, log
 
@@ -28,11 +25,6 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from .imaging import Rendered
-
-def recipe_id(recipe: Recipe) -> str:
-    """A short fingerprint of the recipe: a changed recipe makes old results stale."""
-    text = json.dumps([asdict(v) for v in recipe], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Worker:

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import json
 import os
 from collections.abc import Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Limits, Settings, load_settings
 from ..errors import Kind, PixpipeError
-from ..recipe import Recipe
+from ..recipe import Recipe, recipe_id
 from ..stores import STORE_NAMES, Stores, open_store
 
 if TYPE_CHECKING:
@@ -36,13 +34,6 @@ TOPIC_ENV = "PIXPIPE_AWS__PROCESSED_TOPIC_ARN"
 INVOKE_FORMAT_ENV = "PIXPIPE_AWS__INVOKE_FORMAT"
 # Lambda's only writable folder; local stores (if any) default under it.
 LAMBDA_DATA_DIR = Path("/tmp/pixpipe")
-
-
-def recipe_id(recipe: Recipe) -> str:
-    """The recipe's fingerprint, the same as ``pixpipe.worker.recipe_id`` (kept here so a
-    Lambda does not import the NATS worker stack)."""
-    text = json.dumps([asdict(v) for v in recipe], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
