@@ -44,6 +44,7 @@ screenshot: $(STAMP) chromium
 
 # On-the-fly transforms against thumbor (benchmarks/RESULTS.md, transforms section).
 bench-transforms: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python -m benchmarks.transforms
 
 # AWS Lambda zips (build/lambda/, docs/aws.md): manylinux wheels for both architectures, sizes
