@@ -2,19 +2,27 @@
 or until the batch's deadline, and are then released together; ``pixpipe.batch.done`` fires
 once, when every released original is done or failed.
 
-One JSON document per batch in the KV bucket ``pixpipe-batches`` (key ``b.{id}``), changed
-only by compare-and-set on its revision: concurrent uploads and workers never lose an update,
-and exactly one of them makes each transition ``open → processing → done``. ``members`` maps
-each original key to its etag, size, type and outcome; every count is derived from it, so a
-duplicate upload or a redelivered event changes nothing. A reverse entry ``m.{key}`` → batch
-id lets the ``batches`` consumer credit a processed or failed image to its batch without the
-worker knowing about batches. A batch holds up to ~10,000 keys (the bus's 1 MB value limit).
+All in the KV bucket ``pixpipe-batches``, every shared change made by compare-and-set on a
+revision, so concurrent uploads and workers never lose an update and exactly one of them makes
+each transition ``open → processing → done``:
+
+- ``b.{id}``: the batch, with ``members`` (each original's etag, size and type; a duplicate
+  upload of a key replaces its entry and counts once). Written per upload and per transition.
+- ``m.{key}`` → ``{batch, etag}``: lets the ``batches`` consumer credit a processed or failed
+  image to its batch without the worker knowing about batches.
+- ``o.{id}.{key}``: an image's outcome, created once (a redelivered event finds it there);
+  ``c.{id}``: the released/done/failed counter it bumps. Crediting an image costs a few small
+  writes, whatever the size of the batch. The creator of the last outcome finishes the batch;
+  the batch's watchdog (``check``) recounts the outcomes should a process die in between.
+
+A batch holds up to ~10,000 keys (the bus's 1 MB value limit on ``b.{id}``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import time
@@ -24,7 +32,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import nats.errors
-from nats.js.errors import FetchTimeoutError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    FetchTimeoutError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 
 from . import bus
 from .errors import Kind, PixpipeError
@@ -81,6 +93,14 @@ def _member_key(key: str) -> str:
     return f"m.{_b64(key)}"
 
 
+def _counter_key(batch_id: str) -> str:
+    return f"c.{_b64(batch_id)}"
+
+
+def _outcome_key(batch_id: str, key: str) -> str:
+    return f"o.{_b64(batch_id)}.{_b64(key)}"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -93,25 +113,28 @@ async def bucket(rt: Runtime) -> KeyValue:
     return kv
 
 
-def counts(doc: Doc) -> dict[str, int]:
-    outcomes = [m.get("outcome") for m in doc["members"].values()]
-    return {
-        "received": len(outcomes),
-        "done": outcomes.count("done"),
-        "failed": outcomes.count("failed"),
-    }
-
-
-def public(doc: Doc) -> dict[str, Any]:
+def public(doc: Doc, counter: Doc | None = None) -> dict[str, Any]:
     """The batch as clients see it: ``{id, expected, received, state, done, failed,
     missing?, deadline?}``; ``missing`` only once a deadline released it short."""
-    out: dict[str, Any] = {"id": doc["id"], "expected": doc["expected"], "state": doc["state"]}
-    out |= counts(doc)
+    tally = doc if doc["state"] == "done" else counter or {}
+    out: dict[str, Any] = {
+        "id": doc["id"], "expected": doc["expected"], "received": len(doc["members"]),
+        "state": doc["state"], "done": tally.get("done", 0), "failed": tally.get("failed", 0),
+    }  # fmt: skip
     if doc.get("missing") is not None:
         out["missing"] = doc["missing"]
     if doc.get("deadline") is not None:
         out["deadline"] = datetime.fromtimestamp(doc["deadline"], UTC).isoformat()
     return out
+
+
+async def status(rt: Runtime, batch_id: str) -> dict[str, Any] | None:
+    """``public`` for a batch id, with its live counts; ``None`` if there is no such batch."""
+    doc = await get(rt, batch_id)
+    if doc is None:
+        return None
+    counter = await _counter(await bucket(rt), batch_id)
+    return public(doc, counter[0] if counter else None)
 
 
 async def get(rt: Runtime, batch_id: str) -> Doc | None:
@@ -195,8 +218,8 @@ async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
     etag = (meta.etag or "").strip('"') or None
     kv = await bucket(rt)
     await rt.states.set(key, "pending", etag=etag, batch=batch_id)
-    await kv.put(_member_key(key), batch_id.encode())
-    member = {"etag": etag, "size": meta.size, "type": meta.content_type, "outcome": None}
+    await kv.put(_member_key(key), json.dumps({"batch": batch_id, "etag": etag}).encode())
+    member = {"etag": etag, "size": meta.size, "type": meta.content_type}
     released = [False]  # set by the attempt that was written
 
     def add(doc: Doc) -> Doc | None:
@@ -214,7 +237,8 @@ async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
     try:
         doc = await _change(kv, batch_id, add)
     except BatchError:
-        await rt.states.set(key, "pending", etag=etag)  # not held any more
+        await kv.delete(_member_key(key))  # not in this batch after all, nor held
+        await rt.states.set(key, "pending", etag=etag)
         raise
     if released[0]:
         await release(rt, doc)
@@ -225,8 +249,12 @@ async def release(rt: Runtime, doc: Doc) -> None:
     """Publish ``object.created`` for every original of the batch (the usual dedup ids, so a
     second release of the same batch is harmless), then note it in the batch; an empty batch
     is done at once."""
+    kv = await bucket(rt)
+    counter = {"released": len(doc["members"]), "done": 0, "failed": 0}
+    with contextlib.suppress(KeyWrongLastSequenceError):  # a second release: it is there
+        await kv.create(_counter_key(doc["id"]), json.dumps(counter).encode())
     if not doc["members"]:
-        await _finish_if_complete(rt, doc["id"])
+        await _finish(rt, doc["id"], counter)
         return
     log.info("batch %s released: %d originals", doc["id"], len(doc["members"]))
     slots = asyncio.Semaphore(_PUBLISH_AHEAD)
@@ -247,7 +275,7 @@ async def release(rt: Runtime, doc: Doc) -> None:
         current["published"] = True
         return current
 
-    await _change(await bucket(rt), doc["id"], published)
+    await _change(kv, doc["id"], published)
 
 
 async def expire(rt: Runtime, batch_id: str) -> Doc:
@@ -273,57 +301,98 @@ async def expire(rt: Runtime, batch_id: str) -> Doc:
 
 
 async def finished(rt: Runtime, key: str, outcome: str, etag: str | None = None) -> float | None:
-    """Credit an image's outcome to its batch (if it has one); the last one ends the batch and
-    announces it. Returns a delay to look again when another process's announcement of this
-    batch may still be under way."""
+    """Credit an image's outcome to its batch (if it is in one); the last one finishes the
+    batch and announces it. Returns a delay to look again when another process's
+    announcement of this batch may still be under way."""
     kv = await bucket(rt)
     try:
         entry = await kv.get(_member_key(key))
     except KeyNotFoundError:
         return None
-    batch_id = (entry.value or b"").decode()
-    if not batch_id:
-        return None
-    ended = [False]  # set by the attempt that was written
-
-    def mark(doc: Doc) -> Doc | None:
-        ended[0] = False
-        member = doc["members"].get(key)
-        if doc["state"] != "processing" or member is None or member["outcome"] is not None:
-            return None  # not released yet (an older upload of the key), or counted already
-        if etag and member["etag"] and etag.strip('"') != member["etag"]:
-            return None
-        member["outcome"] = outcome
-        ended[0] = _complete(doc)
-        return doc
-
+    index = json.loads(entry.value or b"{}")
+    batch_id = index.get("batch")
+    if not batch_id or (etag and index.get("etag") and etag.strip('"') != index["etag"]):
+        return None  # in no batch, or an older upload of the key
     try:
-        doc = await _change(kv, batch_id, mark)
-    except NoBatch:
+        await kv.create(_outcome_key(batch_id, key), outcome.encode())
+    except KeyWrongLastSequenceError:
+        return None  # credited already (a redelivery)
+    counter = await _bump(kv, batch_id, outcome)
+    if counter is None or counter["done"] + counter["failed"] < counter["released"]:
         return None
-    return await _announce(rt, doc, claimed=ended[0])
+    return await _finish(rt, batch_id, counter)
 
 
-def _complete(doc: Doc) -> bool:
-    """``processing`` with every outcome in → ``done``, in the same compare-and-set; whoever
-    writes that change holds the claim to announce it."""
-    if doc["state"] != "processing":
-        return False
-    if any(m["outcome"] is None for m in doc["members"].values()):
-        return False
-    doc["state"], doc["finished"], doc["announcing"] = "done", _now(), time.time()
-    return True
+async def _counter(kv: KeyValue, batch_id: str) -> tuple[Doc, int] | None:
+    try:
+        entry = await kv.get(_counter_key(batch_id))
+    except KeyNotFoundError:
+        return None
+    return json.loads(entry.value or b"{}"), entry.revision or 0
 
 
-async def _finish_if_complete(rt: Runtime, batch_id: str) -> None:
+async def _bump(kv: KeyValue, batch_id: str, outcome: str) -> Doc | None:
+    """Add one to the counter's ``done`` or ``failed`` (compare-and-set, again if raced)."""
+    while True:
+        found = await _counter(kv, batch_id)
+        if found is None:
+            return None  # not released: nothing to count yet
+        counter, revision = found
+        counter[outcome] += 1
+        try:
+            await kv.update(_counter_key(batch_id), json.dumps(counter).encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            continue
+        return counter
+
+
+async def _recount(kv: KeyValue, batch_id: str) -> Doc | None:
+    """The counter, corrected from the outcomes themselves if a process died between
+    creating an outcome and counting it."""
+    found = await _counter(kv, batch_id)
+    if found is None:
+        return None
+    counter, revision = found
+    names = await _keys(kv, f"o.{_b64(batch_id)}.>")
+    if len(names) <= counter["done"] + counter["failed"]:
+        return counter
+    values = [(await kv.get(name)).value for name in names]
+    counter["done"], counter["failed"] = values.count(b"done"), values.count(b"failed")
+    with contextlib.suppress(KeyWrongLastSequenceError):  # raced by a live count: next time
+        await kv.update(_counter_key(batch_id), json.dumps(counter).encode(), last=revision)
+    return counter
+
+
+async def _keys(kv: KeyValue, pattern: str) -> list[str]:
+    """The keys matching a subject pattern (``kv.keys`` would read the whole bucket)."""
+    watcher = await kv.watch(pattern, meta_only=True, ignore_deletes=True)
+    names = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the end of what is there now
+                break
+            names.append(entry.key)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return names
+
+
+async def _finish(rt: Runtime, batch_id: str, counter: Doc) -> float | None:
+    """``processing`` → ``done`` with the final counts; whoever writes that change holds
+    the claim to announce it."""
     ended = [False]
 
     def complete(doc: Doc) -> Doc | None:
-        ended[0] = _complete(doc)
-        return doc if ended[0] else None
+        ended[0] = False
+        if doc["state"] != "processing":
+            return None
+        doc["state"], doc["finished"], doc["announcing"] = "done", _now(), time.time()
+        doc["done"], doc["failed"] = counter["done"], counter["failed"]
+        ended[0] = True
+        return doc
 
     doc = await _change(await bucket(rt), batch_id, complete)
-    await _announce(rt, doc, claimed=ended[0])
+    return await _announce(rt, doc, claimed=ended[0])
 
 
 async def _announce(rt: Runtime, doc: Doc, *, claimed: bool) -> float | None:
@@ -347,8 +416,8 @@ async def _announce(rt: Runtime, doc: Doc, *, claimed: bool) -> float | None:
         doc = await _change(kv, doc["id"], claim)
         if not won[0]:
             return None if doc.get("announced") else _CLAIM_S
-    c = counts(doc)
-    await bus.publish_event(rt.js, BatchDone(id=doc["id"], done=c["done"], failed=c["failed"]))
+    done, failed = doc["done"], doc["failed"]
+    await bus.publish_event(rt.js, BatchDone(id=doc["id"], done=done, failed=failed))
 
     def mark(current: Doc) -> Doc | None:
         if current.get("announced"):
@@ -357,7 +426,7 @@ async def _announce(rt: Runtime, doc: Doc, *, claimed: bool) -> float | None:
         return current
 
     await _change(kv, doc["id"], mark)
-    log.info("batch %s done: %d done, %d failed", doc["id"], c["done"], c["failed"])
+    log.info("batch %s done: %d done, %d failed", doc["id"], done, failed)
     return None
 
 
@@ -379,6 +448,9 @@ async def check(rt: Runtime, batch_id: str) -> float | None:
         if not doc.get("published") and time.time() - doc["released"] > _CLAIM_S:
             log.warning("batch %s: finishing a release that was cut short", batch_id)
             await release(rt, doc)
+        counter = await _recount(await bucket(rt), batch_id)
+        if counter and counter["done"] + counter["failed"] >= counter["released"]:
+            await _finish(rt, batch_id, counter)
         return _RECHECK_S
     return await _announce(rt, doc, claimed=False)
 
@@ -436,4 +508,5 @@ __all__ = [
     "release",
     "reserve",
     "run_batches",
+    "status",
 ]

@@ -179,8 +179,7 @@ async def test_racing_outcomes_from_two_workers_fire_batch_done_once(
         ))  # fmt: skip
         await asyncio.sleep(1)
         assert seen == [{"id": "race", "done": 3, "failed": 1}]
-        doc = await batches.get(one, "race")
-        assert batches.public(doc) == {"id": "race", "expected": 4, "received": 4,
+        assert await batches.status(one, "race") == {"id": "race", "expected": 4, "received": 4,
                                        "state": "done", "done": 3, "failed": 1}  # fmt: skip
 
 
@@ -210,3 +209,30 @@ async def test_watchdog_finishes_a_release_cut_short_by_a_crash(
         await eventually(lambda: len(done) == 1, timeout=20)
         assert done == [{"id": "order-cut", "done": 2, "failed": 0}]
         assert (await pipe.rt.states.get("cut/1.jpg"))["state"] == "done"
+
+
+async def test_watchdog_recounts_outcomes_whose_count_was_lost(tmp_path: Path, nats_server_private):
+    settings = make_settings(tmp_path, nats_server_private.url, variants=SMALL)
+    async with runtime(settings) as rt:
+        seen: list[dict[str, Any]] = []
+
+        async def record(msg: Any) -> None:
+            seen.append(json.loads(msg.data))
+
+        await rt.nc.subscribe("pixpipe.batch.done", cb=record)
+        await batches.create(rt, "lost", 2)
+        for key in ("lost/0.jpg", "lost/1.jpg"):
+            await batches.reserve(rt, "lost", key)
+            await rt.stores.originals.put(key, images.jpeg(images.solid(8, 8)))
+            await batches.hold(rt, "lost", key)
+        # Both outcomes written, then the process died before counting them.
+        kv = await batches.bucket(rt)
+        await kv.create(batches._outcome_key("lost", "lost/0.jpg"), b"done")
+        await kv.create(batches._outcome_key("lost", "lost/1.jpg"), b"failed")
+        assert (await batches.status(rt, "lost"))["state"] == "processing"
+
+        assert await batches.check(rt, "lost") is not None  # it looks again later …
+        await asyncio.sleep(0.5)
+        assert seen == [{"id": "lost", "done": 1, "failed": 1}]  # … but the batch is over
+        assert (await batches.status(rt, "lost"))["state"] == "done"
+        assert await batches.check(rt, "lost") is None

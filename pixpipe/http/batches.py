@@ -102,10 +102,10 @@ async def create_batch(request: Request, body: NewBatch) -> dict[str, Any]:
 async def batch_state(request: Request, batch_id: str) -> dict[str, Any]:
     """A batch's state and counts."""
     async with _http_errors():
-        doc = await batches.get(request.app.state.rt, batch_id)
-    if doc is None:
+        state = await batches.status(request.app.state.rt, batch_id)
+    if state is None:
         raise HTTPException(404, f"no batch {batch_id!r}")
-    return batches.public(doc)
+    return state
 
 
 @router.post("/v1/reprocess", status_code=202, dependencies=AUTH, responses=_ERRORS,
