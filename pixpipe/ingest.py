@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nats.errors import Error as NatsError
 from watchfiles import Change, awatch
 
 from . import bus
@@ -33,13 +34,17 @@ _TEMP = re.compile(r"#\d+$")  # obstore's local store writes to `name#N` and ren
 
 async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
     """Mark the image pending (unless this very object is already known) and publish;
-    an image held for its batch is left to the batch (``batches.py`` releases it)."""
-    state = await rt.states.get(event.key)
-    if held(state, event.etag):
-        return event
-    if state is None or state.get("etag") != event.etag:
-        await rt.states.set(event.key, "pending", etag=event.etag)
-    await bus.publish_event(rt.js, event)
+    an image held for its batch is left to the batch (``batches.py`` releases it).
+    The bus being away is ``transient`` (the API answers 503 with ``Retry-After``)."""
+    try:
+        state = await rt.states.get(event.key)
+        if held(state, event.etag):
+            return event
+        if state is None or state.get("etag") != event.etag:
+            await rt.states.set(event.key, "pending", etag=event.etag)
+        await bus.publish_event(rt.js, event)
+    except (NatsError, TimeoutError) as exc:
+        raise PixpipeError(Kind.TRANSIENT, f"the bus is not reachable: {exc!r}") from None
     return event
 
 

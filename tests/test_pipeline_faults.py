@@ -196,6 +196,7 @@ async def test_nats_server_restart_mid_run_loses_nothing(
     settings = make_settings(tmp_path, nats_server_private.url)
     keys = [f"burst/{n:02d}.jpg" for n in range(10)]
     accepted: list[str] = []
+    refused: list[int] = []  # the statuses of refused uploads
     async with running(settings) as pipe:
 
         async def uploads() -> None:
@@ -204,6 +205,8 @@ async def test_nats_server_restart_mid_run_loses_nothing(
                 deadline = time.monotonic() + 30
                 while (response := await _try_upload(pipe, key, small_jpeg)) != 201:
                     assert time.monotonic() < deadline, f"{key} never accepted: {response}"
+                    if isinstance(response, int):
+                        refused.append(response)
                     await asyncio.sleep(0.3)
                 accepted.append(key)
                 await asyncio.sleep(0.15)
@@ -217,6 +220,8 @@ async def test_nats_server_restart_mid_run_loses_nothing(
 
         docs = await wait_all(pipe.rt.states, keys, timeout=120)
         assert sorted(accepted) == keys
+        # While the bus is away an upload is refused as transient: 503, never a 500.
+        assert refused and set(refused) == {503}, refused
         assert all(variant_files(tmp_path / "variants", k) == set(SIX) for k in keys)
         assert {d["state"] for d in docs.values()} == {"done"}
         # An image whose event was cut off with the server gets it on its redelivery. A
