@@ -12,8 +12,8 @@ event subscriptions and stops the transform render processes.
 | ``live.py`` | ``GET /v1/images/{key}/events``, ``GET /v1/events`` (SSE) |
 | ``invoke.py`` | ``POST /v1/invoke`` |
 | ``delivery.py`` | ``GET /images/original/{key}``, ``GET /images/{variant}/{rest}`` |
-| ``transform.py`` | ``GET /t/{signature}/{options}/{key}`` (grammar in ``options.py``; results in
-memory, ``hot.py``, answered first by the ``HotHits`` middleware) |
+| ``transform.py`` | ``GET /t/{signature}/{options}/{key}`` (grammar: ``options.py``) |
+| ``hot.py`` | transform results in memory, answered first by ``transform.HotHits`` |
 | ``metrics.py`` | ``GET /metrics`` |
 | ``static/`` | the dashboard (plain HTML/CSS/JS) |
 """
