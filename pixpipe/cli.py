@@ -403,13 +403,17 @@ def reprocess(
     """Backfill through the bus: give every stored original (under --prefix) the named
     variants, leaving its other variant files alone. Workers (`pixpipe up` / `pixpipe
     worker`) do the rendering. Safe to interrupt: the same command again resumes."""
-    from .reprocess import Report, coordinate
+    from .reprocess import Report, check_prefix, coordinate
+    from .stores import BadKey
 
     settings = _settings(config, data_dir)
     try:
         names = _variant_names(settings, variant or ())
+        check_prefix(prefix)
     except RecipeError as exc:
         raise fail(f"{exc} (the recipe has: {', '.join(settings.recipe.names)})") from None
+    except BadKey as exc:
+        raise fail(f"--prefix: {exc}") from None
     show_bar = not as_json and err.is_terminal
     with Progress(
         TextColumn("[bold]reprocess"), BarColumn(), MofNCompleteColumn(),

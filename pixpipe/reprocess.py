@@ -34,6 +34,7 @@ from .errors import PixpipeError
 from .recipe import Recipe, Variant, recipe_id
 from .results import store_variants
 from .service import Runtime, consume, heartbeat, log
+from .stores import BadKey, validate_key
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -107,6 +108,15 @@ class Report:
         return out
 
 
+def check_prefix(prefix: str) -> str:
+    """A key prefix: a key, or the start of one (``users/``, ``users/4``); ``BadKey`` if not."""
+    if prefix.strip("/"):
+        validate_key(prefix.rstrip("/") if prefix.endswith("/") else prefix)
+    elif prefix:
+        raise BadKey(f"prefix must not start with '/' (got {prefix!r})")
+    return prefix
+
+
 def plan(rt: Runtime, variants: Sequence[str] = ()) -> Recipe:
     """The recipe restricted to ``variants`` (all of it when none are named)."""
     return rt.recipe.only(variants) if variants else rt.recipe
@@ -127,6 +137,7 @@ async def coordinate(
     finished, and wait until every chunk has an outcome. Cancel it at any time: a rerun with
     the same request picks up where it stopped."""
     recipe = plan(rt, variants)
+    check_prefix(prefix)
     kv = await rt.js.key_value(bus.REPROCESS_BUCKET)
     name = run_name(recipe, prefix, missing_only)
     generation = await _generation(kv, name)
@@ -350,6 +361,7 @@ __all__ = [
     "SUBJECT",
     "Report",
     "Reprocessor",
+    "check_prefix",
     "coordinate",
     "fingerprint",
     "plan",

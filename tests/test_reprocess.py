@@ -94,6 +94,8 @@ async def test_new_variant_for_a_prefix_leaves_everything_else_alone(
         }
         unknown = await pipe.http.post("/v1/reprocess", json={"variants": ["zz"]}, headers=AUTH)
         assert unknown.status_code == 400 and "zz" in unknown.json()["detail"]
+        bad = await pipe.http.post("/v1/reprocess", json={"prefix": "a//b"}, headers=AUTH)
+        assert bad.status_code == 400
 
 
 class Interrupted(Exception):
@@ -181,3 +183,6 @@ async def test_cli_missing_only_and_bad_variant(tmp_path: Path, nats_server_priv
         bad = ["reprocess", "--variant", "nope", "--config", str(config)]
         result = await asyncio.to_thread(runner.invoke, app, bad)
         assert result.exit_code == 2 and "nope" in result.output
+        bad = ["reprocess", "--prefix", "/etc", "--config", str(config)]
+        result = await asyncio.to_thread(runner.invoke, app, bad)
+        assert result.exit_code == 2 and "--prefix" in result.output

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import batches, reprocess
 from ..recipe import RecipeError
 from ..service import Runtime, log
+from ..stores import BadKey
 from .auth import AUTH
 from .models import Problem
 
@@ -22,6 +23,7 @@ router = APIRouter(tags=["batches"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (400, 401, 404, 409)
 }
+MAX_DEADLINE_S = 30 * 24 * 3600.0
 _RUNS: dict[str, reprocess.Report] = {}  # backfills started by this process, by run
 _RUNNING: dict[str, asyncio.Task[Any]] = {}
 
@@ -34,8 +36,9 @@ class NewBatch(BaseModel):
     expected: Annotated[int, Field(ge=1, description="How many originals it will have.")]
     deadline_s: Annotated[
         float | None,
-        Field(gt=0, description="After this many seconds, process what has arrived."),
-    ] = None
+        Field(gt=0, le=MAX_DEADLINE_S, description="After this many seconds, process what "
+              "has arrived (at most 30 days)."),
+    ] = None  # fmt: skip
 
 
 class Batch(BaseModel):
@@ -117,7 +120,8 @@ async def start_reprocess(request: Request, body: Backfill) -> dict[str, Any]:
     rt: Runtime = request.app.state.rt
     try:
         recipe = reprocess.plan(rt, body.variants or ())
-    except RecipeError as exc:
+        reprocess.check_prefix(body.prefix)
+    except (RecipeError, BadKey) as exc:
         raise HTTPException(400, str(exc)) from None
     run = reprocess.run_name(recipe, body.prefix, body.missing_only)
     if run in _RUNNING:  # already under way here: its progress
