@@ -2,9 +2,10 @@
 ``pixpipe api`` (the same roles apart, against a shared ``nats://`` bus and shared stores).
 
 One asyncio process per role set. Pixels are rendered in a pool of processes (pebble
-replaces one that dies, and its image is retried); the embedded ``nats-server`` is restarted
-if it exits. SIGINT/SIGTERM set one stop event that every loop watches; unfinished messages
-stay unacknowledged in JetStream and are redelivered after a restart.
+replaces one that dies, and its image is retried); a role that crashes is started again;
+the embedded ``nats-server`` is restarted if it exits. SIGINT/SIGTERM set one stop event
+that every loop watches; unfinished messages stay unacknowledged in JetStream and are
+redelivered after a restart.
 """
 
 from __future__ import annotations
@@ -67,17 +68,43 @@ async def serve(
             await asyncio.to_thread(server.stop)
 
 
+RoleStart = Callable[[], Awaitable[None]]
+
+
 def _role_tasks(rt: Runtime, roles: Roles, stop: asyncio.Event) -> list[Awaitable[None]]:
-    tasks: list[Awaitable[None]] = []
+    starts: dict[str, RoleStart] = {}
     if roles.worker:
         workers = roles.workers or os.cpu_count() or 1
-        tasks += [
-            _run_worker(rt, workers, stop), run_backup(rt, stop), run_notify(rt, stop),
-            run_dead_letters(rt, stop), run_batches(rt, stop),
-        ]  # fmt: skip
+        starts |= {
+            "worker": lambda: _run_worker(rt, workers, stop),
+            "backup": lambda: run_backup(rt, stop),
+            "notify": lambda: run_notify(rt, stop),
+            "dead letters": lambda: run_dead_letters(rt, stop),
+            "batches": lambda: run_batches(rt, stop),
+        }
     if roles.api:
-        tasks += [_run_api(rt, roles, stop), watch_folder(rt, stop)]
-    return tasks
+        starts |= {
+            "api": lambda: _run_api(rt, roles, stop),
+            "folder watcher": lambda: watch_folder(rt, stop),
+        }
+    return [_supervised(name, start, stop) for name, start in starts.items()]
+
+
+async def _supervised(name: str, start: RoleStart, stop: asyncio.Event) -> None:
+    """Run one role; if it crashes (a bus request timing out under load, a store outage, a
+    bug), log it and start it again after a growing pause: one role's trouble never stops
+    the others, and pixpipe keeps serving. A role that ends by itself (no folder to watch)
+    stays ended."""
+    pause = 1.0
+    while not stop.is_set():
+        try:
+            await start()
+            return
+        except Exception:
+            log.exception("role %s crashed; starting it again in %.0f s", name, pause)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pause)
+        pause = min(pause * 2, 30.0)
 
 
 async def _run_worker(rt: Runtime, workers: int, stop: asyncio.Event) -> None:
@@ -135,20 +162,9 @@ async def _keep_alive(server: EmbeddedServer, stop: asyncio.Event) -> None:
 
 
 async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
-    """Wait for ``stop``; a role that crashes stops everything (and is logged). A role with
-    nothing to do (no folder to watch) may end quietly."""
-    waiter = asyncio.create_task(stop.wait())
-    pending: set[asyncio.Task[None]] = {waiter, *tasks}
-    while not stop.is_set():
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        crashed = [t for t in done if t is not waiter and t.exception()]
-        for task in crashed:
-            log.error("a role stopped: %r", task.exception(), exc_info=task.exception())
-        if crashed:
-            break
-    stop.set()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    for result in results:
+    """Wait for ``stop``, then for every role to wind down."""
+    await stop.wait()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(result, Exception):
             log.debug("role ended with %r", result)
 

@@ -14,6 +14,7 @@ from pixpipe.bus import (
     CONSUMERS,
     DEAD_STREAM,
     KV_BUCKET,
+    PATIENT_CONSUMERS,
     STREAM,
     DeadLetter,
     EmbeddedServer,
@@ -81,7 +82,7 @@ async def test_topology_is_idempotent(js: tuple[Any, Any]) -> None:
     assert info.config.subjects == ["pixpipe.>"]
     assert info.config.duplicate_window == 120
     names = sorted(c.name for c in await jsc.consumers_info(STREAM))
-    assert names == sorted(CONSUMERS)
+    assert names == sorted([*CONSUMERS, *PATIENT_CONSUMERS])
     variants = await jsc.consumer_info(STREAM, "variants")
     assert variants.config.max_deliver == 5  # updated in place on the second call
     assert variants.config.backoff == [1, 2, 3]
