@@ -132,13 +132,11 @@ def _settings(config: Path | None, data_dir: Path | None = None) -> Settings:
 
 def _serve(settings: Settings, roles: Roles) -> None:
     import asyncio
-    import logging
 
     from .roles import serve
+    from .service import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("pyvips", "watchfiles", "httpx", "nats"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
 
     def ready(rt: object, url: str) -> None:
         if not roles.api:

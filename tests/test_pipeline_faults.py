@@ -570,3 +570,5 @@ async def test_up_serves_an_upload_end_to_end_and_stops_on_sigterm(
     assert code == 0, up.output
     assert seconds < 10, f"took {seconds:.1f} s to stop"
     assert not (data_dir / bus.URL_FILE).exists(), "the embedded nats-server was left running"
+    # The worker's lines about the image carry its key as a field of the line.
+    assert f"INFO [{key}] done {key} in" in up.output, up.output

@@ -34,3 +34,20 @@ async def test_a_role_that_ends_by_itself_stays_ended() -> None:
 
     await asyncio.wait_for(_supervised("watcher", nothing_to_do, asyncio.Event()), 5)
     assert calls == [1]
+
+
+def test_json_log_lines_carry_the_image_key() -> None:
+    import json
+    import logging
+
+    from pixpipe.service import ImageKeyFilter, JsonLines, image_key
+
+    record = logging.LogRecord("pixpipe", logging.INFO, __file__, 1, "done %s", ("a.jpg",), None)
+    token = image_key.set("users/42/a.jpg")
+    try:
+        ImageKeyFilter().filter(record)
+    finally:
+        image_key.reset(token)
+    line = json.loads(JsonLines().format(record))
+    assert line["key"] == "users/42/a.jpg" and line["message"] == "done a.jpg"
+    assert line["level"] == "INFO"
