@@ -115,6 +115,7 @@ def _error(exc: BaseException, what: str) -> PixpipeError:
 
 
 _MAPPED = (ObstoreError, OSError, TimeoutError)
+NAME_MAX = 255  # bytes in one file name, on every common local file system
 
 
 def _guess_type(key: str) -> str | None:
@@ -147,9 +148,22 @@ class Store:
     def _where(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
 
+    def _check(self, key: str) -> str:
+        """The key rules, plus the file system's own for a local store: no path segment over
+        255 bytes (a file name could not hold it; it is a bad key, not a storage failure)."""
+        validate_key(key)
+        if isinstance(self.inner, LocalStore):
+            for segment in key.split("/"):
+                if len(segment.encode()) > NAME_MAX:
+                    raise BadKey(
+                        f"key segments must be at most {NAME_MAX} bytes in a local store "
+                        f"(got {len(segment.encode())})"
+                    )
+        return key
+
     async def get(self, key: str) -> bytes:
         """The whole object; ``PixpipeError`` kind ``missing`` if there is none."""
-        validate_key(key)
+        self._check(key)
         try:
             result = await obs.get_async(self.inner, key)
             return bytes(await result.bytes_async())
@@ -158,7 +172,7 @@ class Store:
 
     async def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)``; a range past the end returns what there is."""
-        validate_key(key)
+        self._check(key)
         try:
             return bytes(await obs.get_range_async(self.inner, key, start=start, end=end))
         except _MAPPED as exc:
@@ -166,7 +180,7 @@ class Store:
 
     async def open(self, key: str, *, start: int | None = None, end: int | None = None) -> Download:
         """Start a streaming read (whole object, or ``[start, end)``) for HTTP delivery."""
-        validate_key(key)
+        self._check(key)
         options: dict[str, Any] = {}
         if start is not None:
             options["range"] = (start, end) if end is not None else {"offset": start}
@@ -183,7 +197,7 @@ class Store:
 
     async def head(self, key: str) -> Meta | None:
         """The object's metadata, or ``None`` if there is none."""
-        validate_key(key)
+        self._check(key)
         try:
             # A GET with `head` returns the attributes (Content-Type), a plain HEAD does not.
             result = await obs.get_async(self.inner, key, options={"head": True})
@@ -211,7 +225,7 @@ class Store:
         ``content_type`` defaults to a guess from the key's extension; both it and
         ``cache_control`` are kept as object metadata where the backend has any (not local).
         """
-        validate_key(key)
+        self._check(key)
         attributes: dict[str, str] = {}
         if self.has_attributes:
             if content_type := content_type or _guess_type(key):
@@ -231,7 +245,7 @@ class Store:
 
     async def delete(self, key: str) -> None:
         """Delete an object; deleting one that is not there is not an error."""
-        validate_key(key)
+        self._check(key)
         try:
             await obs.delete_async(self.inner, key)
         except FileNotFoundError:
@@ -266,8 +280,8 @@ class Store:
 
         Keeps Content-Type and Cache-Control; returns the new etag.
         """
-        dest_key = validate_key(dest_key or key)
-        validate_key(key)
+        dest_key = self._check(dest_key or key)
+        self._check(key)
         where = self._where(key)
         try:
             result = await obs.get_async(self.inner, key)

@@ -264,3 +264,15 @@ def test_open_stores_defaults_to_folders_under_data_dir(tmp_path: Path) -> None:
     assert stores.quarantine.local_root == tmp_path / "quarantine"
     assert stores.cache.url == "memory://cache-x"
     assert len(list(stores)) == 5
+
+
+async def test_a_file_name_too_long_for_a_local_store_is_a_bad_key(tmp_path: Path) -> None:
+    local = open_store(f"file://{tmp_path}")
+    key = "users/" + "é" * 130 + ".jpg"  # 264 bytes in one segment: no file system takes it
+    with pytest.raises(BadKey, match="at most 255 bytes"):
+        await local.put(key, b"x")
+    with pytest.raises(BadKey, match="at most 255 bytes"):
+        await local.get(key)
+    memory = open_store("memory://long-names")
+    await memory.put(key, b"x")  # elsewhere the key rules alone apply
+    assert await memory.get(key) == b"x"
