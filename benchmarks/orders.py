@@ -36,8 +36,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import corpus, measure, recipes, report, tools
-from benchmarks.pipeline import KEY, pixpipe_up
+from benchmarks import corpus, pipeline, recipes, report, tools
+from benchmarks.pipeline import KEY
 from pixpipe.bus import EmbeddedServer
 from pixpipe.cost.model import Profile, lambda_seconds
 from pixpipe.cost.prices import Prices
@@ -87,12 +87,7 @@ async def _order(url: str, files: list[Path]) -> float:
 
 def order_run(files: list[Path]) -> tuple[float, float]:
     """One interleaved pair → (release to batch.done, ``pixpipe process`` seconds)."""
-    with pixpipe_up(RECIPE) as url:
-        pipeline = asyncio.run(_order(url, files))
-    with tempfile.TemporaryDirectory(prefix="pixpipe-bench-") as out:
-        call = tools.pixpipe_cli(files, RECIPE, Path(out))
-        process = measure.run(call.argv, call.stdin, call.env).report["seconds"]
-    return pipeline, float(process)
+    return pipeline.order_run(files, RECIPE, _order)
 
 
 def _backfill_config(tmp: Path, url: str) -> Path:

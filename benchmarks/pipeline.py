@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -129,10 +129,14 @@ async def _order(url: str, files: list[Path]) -> float:
         return time.perf_counter() - started
 
 
-def order_run(files: list[Path], recipe: str) -> tuple[float, float]:
-    """One interleaved pair → (pipeline seconds, ``pixpipe process`` seconds)."""
+Order = Callable[[str, list[Path]], Awaitable[float]]  # (url, files) → seconds
+
+
+def order_run(files: list[Path], recipe: str, order: Order | None = None) -> tuple[float, float]:
+    """One interleaved pair → (seconds of ``order(url, files)`` against a fresh ``pixpipe up``
+    — by default every upload until all are done —, ``pixpipe process`` seconds)."""
     with pixpipe_up(recipe) as url:
-        pipeline = asyncio.run(_order(url, files))
+        pipeline = asyncio.run((order or _order)(url, files))
     with tempfile.TemporaryDirectory(prefix="pixpipe-bench-") as out:
         call = tools.pixpipe_cli(files, recipe, Path(out))
         process = measure.run(call.argv, call.stdin, call.env).report["seconds"]
