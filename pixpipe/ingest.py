@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import secrets
 from pathlib import Path
@@ -83,14 +84,28 @@ async def watch_folder(rt: Runtime, stop: asyncio.Event) -> None:
     await _announce_unknown(rt, root)
     later: set[asyncio.Task[None]] = set()
     async for changes in awatch(root, stop_event=stop, recursive=True):
-        for change, path in changes:
-            key = _dropped_key(root, path) if change != Change.deleted else None
-            if key and not await _announced(rt, key):
+        for key in sorted(_dropped_keys(root, changes)):
+            if not await _announced(rt, key):
                 task = asyncio.create_task(_announce_later(rt, key, stop))
                 later.add(task)
                 task.add_done_callback(later.discard)
     if later:
         await asyncio.wait(later, timeout=10)
+
+
+def _dropped_keys(root: Path, changes: set[tuple[Change, str]]) -> set[str]:
+    """The keys of the files a batch of changes names. A new folder is walked: inotify
+    reports nothing of the files written into a folder before its watch was added (a folder
+    made and filled at once, or moved in whole), so its creation is the only sign of them."""
+    keys = set()
+    for change, path in changes:
+        if change == Change.deleted:
+            continue
+        files = [path]
+        if Path(path).is_dir():
+            files = [os.path.join(top, name) for top, _, names in os.walk(path) for name in names]
+        keys.update(key for file in files if (key := _dropped_key(root, file)))
+    return keys
 
 
 async def _announced(rt: Runtime, key: str) -> bool:

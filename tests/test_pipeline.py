@@ -163,6 +163,27 @@ async def test_file_dropped_into_the_originals_folder_is_processed(
         assert (tmp_path / "variants" / "m" / "dropped" / "by hand" / "pic.jpg").is_file()
 
 
+async def test_folder_moved_into_the_originals_folder_has_every_file_processed(
+    tmp_path: Path, nats_server_private
+):
+    """inotify reports a folder moved in (or made and filled at once), never the files in it:
+    the watcher walks a new folder for them."""
+    settings = make_settings(tmp_path, nats_server_private.url)
+    shoot = tmp_path / "elsewhere" / "shoot"
+    (shoot / "day 2").mkdir(parents=True)
+    keys = ["shoot/a.jpg", "shoot/b.png", "shoot/day 2/c.jpg"]
+    for n, key in enumerate(keys):
+        photo = images.photo(640, 480, seed=n)
+        data = images.png(photo) if key.endswith(".png") else images.jpeg(photo)
+        (tmp_path / "elsewhere" / key).write_bytes(data)
+    async with running(settings) as pipe:
+        folder = pipe.rt.stores.originals.local_root
+        assert folder is not None
+        shoot.rename(folder / "shoot")
+        for key in keys:
+            assert (await pipe.wait(key))["state"] == "done", key
+
+
 async def test_s3_notification_json_is_processed(
     tmp_path: Path, nats_server_private, aws_env, request
 ):
