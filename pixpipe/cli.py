@@ -24,7 +24,7 @@ from .config import Settings, load_settings
 from .recipe import Recipe, RecipeError
 
 if TYPE_CHECKING:
-    from .roles import Roles
+    from .pipeline.roles import Roles
 
 app = typer.Typer(
     help="pixpipe: uploaded photos to web-ready variants.",
@@ -67,8 +67,8 @@ def process(
 
     Exit status 0 when all succeeded, 1 when any failed (each listed with its kind).
     """
-    from .batch import find_jobs
-    from .batch import process as run
+    from .offline import find_jobs
+    from .offline import process as run
 
     try:
         settings = load_settings(config)
@@ -102,7 +102,7 @@ def _progress(enabled: bool) -> Progress:
 
 
 def _print_summary(report: object) -> None:
-    from .batch import Report
+    from .offline import Report
 
     assert isinstance(report, Report)
     out = Console()
@@ -133,8 +133,8 @@ def _settings(config: Path | None, data_dir: Path | None = None) -> Settings:
 def _serve(settings: Settings, roles: Roles) -> None:
     import asyncio
 
-    from .roles import serve
-    from .service import configure_logging
+    from .logs import configure_logging
+    from .pipeline.roles import serve
 
     configure_logging()
 
@@ -168,7 +168,7 @@ def up(
     port: PortOpt = 8000, workers: WorkersOpt = 0,
 ) -> None:  # fmt: skip
     """The whole system on one machine: bus, workers, backup, notifications, HTTP API."""
-    from .roles import Roles
+    from .pipeline.roles import Roles
 
     _serve(_settings(config, data_dir), Roles(True, True, workers, host, port))
 
@@ -176,7 +176,7 @@ def up(
 @app.command()
 def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None, workers: WorkersOpt = 0) -> None:
     """The worker role alone (variants, backup, notify), against a shared bus and stores."""
-    from .roles import Roles
+    from .pipeline.roles import Roles
 
     _serve(_settings(config, data_dir), Roles(True, False, workers))
 
@@ -187,7 +187,7 @@ def api(
     port: PortOpt = 8000,
 ) -> None:  # fmt: skip
     """The HTTP role alone (uploads, state, delivery, ingest), against a shared bus."""
-    from .roles import Roles
+    from .pipeline.roles import Roles
 
     _serve(_settings(config, data_dir), Roles(False, True, 0, host, port))
 
@@ -195,7 +195,7 @@ def api(
 def _with_runtime(settings: Settings, action: Any) -> Any:
     import asyncio
 
-    from .service import runtime
+    from .pipeline.runtime import runtime
 
     async def run() -> Any:
         async with runtime(settings) as rt:
@@ -220,7 +220,7 @@ def status(
     state = _with_runtime(_settings(config, data_dir), action)
     if state is None:
         raise fail(f"no image {key!r}", 1)
-    sys.stdout.write(json.dumps(state, indent=2) + "\n")
+    sys.stdout.write(state.model_dump_json(indent=2, exclude_none=True) + "\n")
 
 
 @app.command()
@@ -230,11 +230,11 @@ def failures(
     config: ConfigOpt = None, data_dir: DataDirOpt = None,
 ) -> None:  # fmt: skip
     """List failed images with their kind and message, or put them back in line."""
-    from .ingest import retry_failed
+    from .pipeline.ingest import retry_failed
 
     async def action(rt: Any) -> Any:
         failed = await rt.states.failed()
-        keys = [s["key"] for s in failed] if retry_all else [retry] if retry else []
+        keys = [s.key for s in failed] if retry_all else [retry] if retry else []
         for one in keys:
             await retry_failed(rt, one)
         return failed, keys
@@ -245,9 +245,8 @@ def failures(
         return
     table = Table("key", "kind", "message", "attempts")
     for state in failed:
-        error = state.get("error", {})
-        attempts = str(state.get("attempts"))
-        table.add_row(state["key"], error.get("kind"), error.get("message"), attempts)
+        kind, message = (state.error.kind, state.error.message) if state.error else ("", "")
+        table.add_row(state.key, kind, message, str(state.attempts))
     Console().print(table if failed else "no failures")
 
 
@@ -328,7 +327,7 @@ def sign(
     """
     from .http.options import BadOptions, parse_options
     from .http.signing import signing_secret, transform_path
-    from .stores import BadKey, validate_key
+    from .storage import BadKey, validate_key
 
     settings = _settings(config, data_dir)
     try:
@@ -355,9 +354,9 @@ def invoke(
     import asyncio
 
     from .errors import PixpipeError
-    from .http.invoke import invoke_key
-    from .pool import RenderPool
-    from .stores import BadKey, open_stores, validate_key
+    from .jobs.pool import RenderPool
+    from .jobs.resize import resize
+    from .storage import BadKey, open_stores, validate_key
 
     settings = _settings(config, data_dir)
     try:
@@ -368,10 +367,7 @@ def invoke(
     async def run() -> dict[str, Any]:
         pool = RenderPool(1, settings.limits.frozen())
         try:
-            async def render(data: bytes, variant: Any) -> Any:
-                return (await pool.render(data, Recipe((variant,)))).variants[0]
-
-            return await invoke_key(open_stores(settings), render, key, max_dimension)
+            return (await resize(open_stores(settings), pool.render, key, max_dimension)).to_dict()
         finally:
             await asyncio.to_thread(pool.close)
 
@@ -401,8 +397,8 @@ def reprocess(
     """Backfill through the bus: give every stored original (under --prefix) the named
     variants, leaving its other variant files alone. Workers (`pixpipe up` / `pixpipe
     worker`) do the rendering. Safe to interrupt: the same command again resumes."""
-    from .reprocess import Report, check_prefix, coordinate
-    from .stores import BadKey
+    from .pipeline.backfill import Report, check_prefix, coordinate
+    from .storage import BadKey
 
     settings = _settings(config, data_dir)
     try:

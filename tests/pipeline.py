@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from pixpipe.config import Settings
-from pixpipe.roles import Roles, serve
-from pixpipe.service import Runtime
+from pixpipe.pipeline.roles import Roles, serve
+from pixpipe.pipeline.runtime import Runtime
 
 API_KEY = "test-key"
 
@@ -63,7 +63,7 @@ class Pipeline:
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
                 doc = await self.rt.states.get(key)
-                if doc and doc["state"] in states:
+                if doc and doc.state in states:
                     return doc
             await asyncio.sleep(0.1)
         raise TimeoutError(f"{key} did not reach {states} in {timeout}s: {doc}")

@@ -20,7 +20,7 @@ from typing import Any
 from nats.js.errors import NotFoundError
 
 from pixpipe import bus
-from pixpipe.state import States
+from pixpipe.pipeline.states import KvStates
 
 
 class Proc:
@@ -132,12 +132,12 @@ async def busy(pid: int, timeout: float = 30.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bus_of(data_dir: Path) -> AsyncIterator[tuple[Any, States]]:
+async def bus_of(data_dir: Path) -> AsyncIterator[tuple[Any, KvStates]]:
     """``(js, states)`` on the embedded bus that ``pixpipe up`` runs under ``data_dir``."""
     nc = await bus.connect("embedded", data_dir=data_dir)
     try:
         js = nc.jetstream()
-        yield js, States(await js.key_value(bus.KV_BUCKET))
+        yield js, KvStates(await js.key_value(bus.KV_BUCKET))
     finally:
         await nc.close()
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pixpipe import batches
-from pixpipe.service import runtime
+from pixpipe.pipeline import orders as batches
+from pixpipe.pipeline.runtime import runtime
 
 from . import images
 from .pipeline import API_KEY, Pipeline, WebhookReceiver, eventually, make_settings, running
@@ -77,7 +77,7 @@ async def test_batch_of_20_waits_for_the_20th_and_announces_done_once(
         state = await _batch(pipe, "order-20")
         assert (state["received"], state["state"]) == (19, "open")
         for key in keys[:19]:
-            assert (await pipe.rt.states.get(key))["state"] == "pending"
+            assert (await pipe.rt.states.get(key)).state == "pending"
         assert not (tmp_path / "variants").exists() or not any(
             p.is_file() for p in (tmp_path / "variants").rglob("*")
         ), "a held image was processed"
@@ -114,14 +114,14 @@ async def test_deadline_releases_a_short_batch_and_reports_the_missing(
             response = await _upload(pipe, key, images.jpeg(images.photo(40, 30)), "order-short")
             assert response.status_code == 201, response.text
         assert (await _batch(pipe, "order-short"))["state"] == "open"
-        assert (await pipe.rt.states.get(keys[0]))["state"] == "pending"
+        assert (await pipe.rt.states.get(keys[0])).state == "pending"
 
         await eventually(lambda: len(done) == 1, timeout=20)
         assert done == [{"id": "order-short", "done": 3, "failed": 0}]
         state = await _batch(pipe, "order-short")
         assert state["state"] == "done" and state["missing"] == 2 and state["received"] == 3
         for key in keys:
-            assert (await pipe.rt.states.get(key))["state"] == "done"
+            assert (await pipe.rt.states.get(key)).state == "done"
 
         # Too late: the batch has moved on.
         late = await _upload(pipe, "orders/short/4.jpg", images.jpeg(), "order-short")
@@ -171,7 +171,7 @@ async def test_racing_outcomes_from_two_workers_fire_batch_done_once(
             await batches.reserve(one, "race", key)
             await one.stores.originals.put(key, images.jpeg(images.solid(8, 8)))
             await batches.hold(one, "race", key)
-        etags = {key: (await one.states.get(key))["etag"] for key in keys}
+        etags = {key: (await one.states.get(key)).etag for key in keys}
         outcomes = {key: "failed" if n == 0 else "done" for n, key in enumerate(keys)}
         await asyncio.gather(*(
             batches.finished(rt, key, outcomes[key], etags[key])
@@ -208,7 +208,7 @@ async def test_watchdog_finishes_a_release_cut_short_by_a_crash(
 
         await eventually(lambda: len(done) == 1, timeout=20)
         assert done == [{"id": "order-cut", "done": 2, "failed": 0}]
-        assert (await pipe.rt.states.get("cut/1.jpg"))["state"] == "done"
+        assert (await pipe.rt.states.get("cut/1.jpg")).state == "done"
 
 
 async def test_watchdog_recounts_outcomes_whose_count_was_lost(tmp_path: Path, nats_server_private):

@@ -14,24 +14,22 @@ from pixpipe.bus import (
     CONSUMERS,
     DEAD_STREAM,
     KV_BUCKET,
-    PATIENT_CONSUMERS,
     STREAM,
     DeadLetter,
     EmbeddedServer,
     connect,
     consumer_config,
-    dead_letters,
     decode,
     ensure_topology,
     fetch_dead_letter,
     publish,
     publish_event,
     pull,
-    retry_delay,
     server_urls,
 )
 from pixpipe.config import RetryModel
 from pixpipe.events import ObjectCreated
+from pixpipe.jobs.retry import backoff
 
 FAST_RETRY = RetryModel(attempts=2, backoff_s=[0.2])
 
@@ -43,7 +41,7 @@ async def drain(js: Any, durable: str, *, ack: bool = True, wait: float = 0.5) -
     while True:
         try:
             msgs = await sub.fetch(10, timeout=wait)
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):  # nats-py raises either when nothing comes
             break
         for msg in msgs:
             got.append(msg)
@@ -82,7 +80,8 @@ async def test_topology_is_idempotent(js: tuple[Any, Any]) -> None:
     assert info.config.subjects == ["pixpipe.>"]
     assert info.config.duplicate_window == 120
     names = sorted(c.name for c in await jsc.consumers_info(STREAM))
-    assert names == sorted([*CONSUMERS, *PATIENT_CONSUMERS])
+    assert names == sorted(c.name for c in CONSUMERS.values() if c.stream == STREAM)
+    assert [c.name for c in await jsc.consumers_info(DEAD_STREAM)] == ["dead-letters"]
     variants = await jsc.consumer_info(STREAM, "variants")
     assert variants.config.max_deliver == 5  # updated in place on the second call
     assert variants.config.backoff == [1, 2, 3]
@@ -90,15 +89,16 @@ async def test_topology_is_idempotent(js: tuple[Any, Any]) -> None:
 
 
 def test_consumer_config_trims_backoff_to_attempts() -> None:
-    config = consumer_config("variants", ["a"], RetryModel(attempts=2, backoff_s=[60, 120, 240]))
+    retry = RetryModel(attempts=2, backoff_s=[60, 120, 240])
+    config = consumer_config(CONSUMERS["variants"], retry)
     assert config.max_deliver == 2 and config.backoff == [60]
-    single = consumer_config("variants", ["a"], RetryModel(attempts=1, backoff_s=[60]))
+    single = consumer_config(CONSUMERS["variants"], RetryModel(attempts=1, backoff_s=[60]))
     assert single.backoff is None
 
 
 def test_retry_delay_follows_the_backoff_list() -> None:
     retry = RetryModel(attempts=4, backoff_s=[60, 120])
-    assert [retry_delay(retry, n) for n in (1, 2, 3)] == [60, 120, 120]
+    assert [backoff(retry, n) for n in (1, 2, 3)] == [60, 120, 120]
 
 
 async def test_duplicate_msg_id_is_stored_once(js: tuple[Any, Any]) -> None:
@@ -161,7 +161,7 @@ async def test_kv_put_get(js: tuple[Any, Any]) -> None:
 async def test_max_deliveries_leaves_a_dead_letter_with_the_original(js: tuple[Any, Any]) -> None:
     _, jsc = js
     await ensure_topology(jsc, FAST_RETRY)
-    dead_sub = await dead_letters(jsc)
+    dead_sub = await pull(jsc, "dead-letters")
     await publish(jsc, "pixpipe.object.created", {"key": "poison.jpg"}, msg_id="poison")
     sub = await pull(jsc, "variants")
     for attempt in (1, 2):
@@ -182,7 +182,7 @@ async def test_max_deliveries_leaves_a_dead_letter_with_the_original(js: tuple[A
 async def test_terminated_message_leaves_a_dead_letter(js: tuple[Any, Any]) -> None:
     _, jsc = js
     await ensure_topology(jsc, FAST_RETRY)
-    dead_sub = await dead_letters(jsc)
+    dead_sub = await pull(jsc, "dead-letters")
     await publish(jsc, "pixpipe.object.created", {"key": "bad.jpg"}, msg_id="bad")
     [msg] = await (await pull(jsc, "backup")).fetch(1, timeout=5)
     await msg.term()
@@ -218,10 +218,10 @@ async def test_messages_survive_a_server_crash(nats_server_private: EmbeddedServ
 def test_a_picked_port_taken_meanwhile_is_picked_again(
     tmp_path: Path, nats_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pixpipe.bus
+    import pixpipe.bus.server
 
     ports = iter([nats_server.port])  # the first pick loses the race to another server
-    free = pixpipe.bus._free_port
-    monkeypatch.setattr(pixpipe.bus, "_free_port", lambda: next(ports, None) or free())
+    free = pixpipe.bus.server._free_port
+    monkeypatch.setattr(pixpipe.bus.server, "_free_port", lambda: next(ports, None) or free())
     with EmbeddedServer(tmp_path) as server:
         assert server.port != nats_server.port

@@ -23,7 +23,7 @@ import pytest
 
 from pixpipe.bus import EmbeddedServer
 from pixpipe.config import Settings
-from pixpipe.roles import Roles, serve
+from pixpipe.pipeline.roles import Roles, serve
 
 API_KEY = "test-key"
 SECRET = "test-signing-secret"

@@ -14,7 +14,7 @@ import pytest
 
 from pixpipe import bus
 from pixpipe.events import ObjectCreated
-from pixpipe.stores import open_store
+from pixpipe.storage import open_store
 
 from . import images
 from .pipeline import Pipeline, WebhookReceiver, eventually, make_settings, running
@@ -57,8 +57,8 @@ async def test_upload_becomes_variants_backup_event_and_done(
         assert body["variants"]["m"].endswith("/images/m/users/42/IMG%200001.jpg")
 
         state = await pipe.wait(KEY)
-        assert state["state"] == "done", state
-        sizes = {n: (v["width"], v["height"]) for n, v in state["variants"].items()}
+        assert state.state == "done", state
+        sizes = {n: (v.width, v.height) for n, v in state.variants.items()}
         assert sizes == {"xl": (2048, 1365), "l": (1280, 853), "m": (800, 533),
                          "s": (400, 267), "sq-m": (600, 600), "sq-s": (150, 150)}  # fmt: skip
         variant = await pipe.http.get("/images/m/users/42/IMG 0001.jpg")
@@ -112,11 +112,11 @@ async def test_corrupt_and_bomb_are_quarantined_listed_and_not_retried(
         bad = {"bad/half.jpg": images.truncated(images.jpeg()), "bad/bomb.png": images.png_bomb()}
         for key, data in bad.items():
             assert (await pipe.upload(key, data)).status_code == 201
-        kinds = {key: (await pipe.wait(key))["error"]["kind"] for key in bad}
+        kinds = {key: (await pipe.wait(key)).error.kind for key in bad}
         assert kinds == {"bad/half.jpg": "corrupt", "bad/bomb.png": "too_large"}
         for key, data in bad.items():
             state = await pipe.rt.states.get(key)
-            assert state["attempts"] == 1, "a permanent failure burnt a retry"
+            assert state.attempts == 1, "a permanent failure burnt a retry"
             assert await pipe.rt.stores.quarantine.get(key) == data
             record = json.loads(await pipe.rt.stores.quarantine.get(f"{key}.error.json"))
             assert record["kind"] == kinds[key] and record["message"]
@@ -133,7 +133,7 @@ async def test_corrupt_and_bomb_are_quarantined_listed_and_not_retried(
         assert retry.status_code == 202
         await eventually(lambda: len(pipe.subjects("pixpipe.image.failed")) == 3)
         state = await pipe.wait("bad/half.jpg")
-        assert state["state"] == "failed" and state["attempts"] == 1
+        assert state.state == "failed" and state.attempts == 1
 
 
 async def test_non_images_and_oversized_uploads_are_refused_at_the_door(
@@ -159,7 +159,7 @@ async def test_file_dropped_into_the_originals_folder_is_processed(
         (folder / "dropped" / "by hand").mkdir(parents=True)
         (folder / "dropped" / "by hand" / "pic.png").write_bytes(images.png(images.photo(900, 600)))
         state = await pipe.wait("dropped/by hand/pic.png")
-        assert state["state"] == "done"
+        assert state.state == "done"
         assert (tmp_path / "variants" / "m" / "dropped" / "by hand" / "pic.jpg").is_file()
 
 
@@ -181,7 +181,7 @@ async def test_folder_moved_into_the_originals_folder_has_every_file_processed(
         assert folder is not None
         shoot.rename(folder / "shoot")
         for key in keys:
-            assert (await pipe.wait(key))["state"] == "done", key
+            assert (await pipe.wait(key)).state == "done", key
 
 
 async def test_s3_notification_json_is_processed(
@@ -207,7 +207,7 @@ async def test_s3_notification_json_is_processed(
         via_nats = _s3_event(bucket, f"{prefix}/from+nats/IMG+0003.jpg")
         await pipe.rt.nc.publish("pixpipe.ingest.s3", json.dumps(via_nats).encode())
         for key in keys:
-            assert (await pipe.wait(key))["state"] == "done", key
+            assert (await pipe.wait(key)).state == "done", key
 
 
 async def test_webhook_retries_reach_the_receiver_after_it_comes_back(

@@ -24,11 +24,11 @@ from pixpipe import bus
 from pixpipe.config import Limits
 from pixpipe.errors import Kind, PixpipeError
 from pixpipe.events import ObjectCreated
-from pixpipe.ingest import publish_created
-from pixpipe.pool import RenderPool
+from pixpipe.jobs.pool import RenderPool
+from pixpipe.pipeline.ingest import publish_created
+from pixpipe.pipeline.roles import Roles
+from pixpipe.pipeline.states import KvStates
 from pixpipe.recipe import DEFAULT_RECIPE
-from pixpipe.roles import Roles
-from pixpipe.state import States
 
 from . import images
 from .pipeline import (
@@ -81,7 +81,7 @@ def spawn(tmp_path: Path) -> Iterator[Any]:
         proc.cleanup()
 
 
-async def wait_all(states: States, keys: list[str], timeout: float = 90.0) -> dict[str, Any]:
+async def wait_all(states: KvStates, keys: list[str], timeout: float = 90.0) -> dict[str, Any]:
     """Every key's state document once each is ``done`` or ``failed``."""
     docs: dict[str, Any] = {}
 
@@ -89,12 +89,12 @@ async def wait_all(states: States, keys: list[str], timeout: float = 90.0) -> di
         for key in keys:
             with contextlib.suppress(Exception):  # the bus may be coming back
                 docs[key] = await states.get(key)
-        return all(d and d["state"] in ("done", "failed") for d in docs.values())
+        return all(d and d.state in ("done", "failed") for d in docs.values())
 
     with contextlib.suppress(AssertionError):
         await eventually(settled, timeout=timeout)
-    assert len(docs) == len(keys) and all(d and d["state"] == "done" for d in docs.values()), {
-        k: d and (d["state"], d.get("error"), d.get("attempts")) for k, d in docs.items()
+    assert len(docs) == len(keys) and all(d and d.state == "done" for d in docs.values()), {
+        k: d and (d.state, d.error, d.attempts) for k, d in docs.items()
     }
     return docs
 
@@ -133,12 +133,12 @@ async def test_worker_killed_mid_image_is_redelivered_to_the_next_worker(
         await pipe.wait(BIG, ("processing",))
         first.kill()
         killed = await pipe.rt.states.get(BIG)
-        assert killed and killed["state"] == "processing", "the image was not killed mid-way"
+        assert killed and killed.state == "processing", "the image was not killed mid-way"
 
         spawn("worker", "--workers", "1", env=env)
         docs = {key: await pipe.wait(key) for key in uploads}
-        assert {k: d["state"] for k, d in docs.items()} == dict.fromkeys(uploads, "done")
-        assert docs[BIG]["attempts"] == 2, "the killed delivery was not the one redelivered"
+        assert {k: d.state for k, d in docs.items()} == dict.fromkeys(uploads, "done")
+        assert docs[BIG].attempts == 2, "the killed delivery was not the one redelivered"
         for key in uploads:
             assert variant_files(tmp_path / "variants", key) == set(SIX), key
             assert (
@@ -166,15 +166,15 @@ async def test_image_that_kills_every_worker_ends_failed_not_stuck_and_can_be_re
 
             async def rendering(attempt: int = attempt) -> bool:
                 doc = await pipe.rt.states.get(BIG)
-                return bool(doc and doc["state"] == "processing" and doc["attempts"] == attempt)
+                return bool(doc and doc.state == "processing" and doc.attempts == attempt)
 
             await eventually(rendering, timeout=60)
             worker.kill()
 
         spawn("worker", "--workers", "1", env=env)
         doc = await pipe.wait(BIG, timeout=60)
-        assert doc["state"] == "failed", doc
-        assert (doc["error"]["kind"], doc["attempts"]) == ("transient", 2), doc
+        assert doc.state == "failed", doc
+        assert (doc.error.kind, doc.attempts) == ("transient", 2), doc
         assert await pipe.rt.stores.originals.exists(BIG), "a transient failure moved it"
         failures = (await pipe.http.get("/v1/failures")).json()
         assert [(f["key"], f["kind"]) for f in failures] == [(BIG, "transient")]
@@ -223,11 +223,11 @@ async def test_nats_server_restart_mid_run_loses_nothing(
         # While the bus is away an upload is refused as transient: 503, never a 500.
         assert refused and set(refused) == {503}, refused
         assert all(variant_files(tmp_path / "variants", k) == set(SIX) for k in keys)
-        assert {d["state"] for d in docs.values()} == {"done"}
+        assert {d.state for d in docs.values()} == {"done"}
         # An image whose event was cut off with the server gets it on its redelivery. A
         # client's retried upload may have stored the original twice: two objects (two
         # etags), two events; never two for one object, never none for the last one.
-        final = {(key, doc["etag"]) for key, doc in docs.items()}
+        final = {(key, doc.etag) for key, doc in docs.items()}
 
         async def announced() -> bool:
             return final <= set(await processed_events(pipe.rt.js))
@@ -253,7 +253,7 @@ async def test_file_dropped_while_the_bus_is_down_is_processed_once_it_is_back(
         await asyncio.sleep(OUTAGE_S)  # the watcher saw it, and could not announce it
         nats_server_private.restart()
         doc = await pipe.wait(key, timeout=60)
-        assert doc["state"] == "done"
+        assert doc.state == "done"
         assert variant_files(tmp_path / "variants", key) == set(SIX)
 
 
@@ -320,20 +320,20 @@ async def test_s3_outage_is_retried_with_backoff_then_finishes(
 
         async def retried_twice() -> bool:
             doc = await pipe.rt.states.get(key)
-            if doc and doc["state"] == "processing":
-                attempts_seen.setdefault(doc["attempts"], time.monotonic())
+            if doc and doc.state == "processing":
+                attempts_seen.setdefault(doc.attempts, time.monotonic())
             return len(attempts_seen) >= 3
 
         await eventually(retried_twice, timeout=30)
         doc = await pipe.rt.states.get(key)
-        assert doc["state"] == "processing", "gave up (or finished) while S3 was down"
+        assert doc.state == "processing", "gave up (or finished) while S3 was down"
         gaps = [attempts_seen[n + 1] - attempts_seen[n] for n in sorted(attempts_seen)[:-1]]
         assert min(gaps) >= 1.5, f"retried without backoff: {gaps}"
 
         await s3_behind.proxy.up()
         doc = await pipe.wait(key, timeout=60)
-        assert doc["state"] == "done", doc
-        assert doc["attempts"] >= 3
+        assert doc.state == "done", doc
+        assert doc.attempts >= 3
         stem = key.rsplit(".", 1)[0]
         assert {f"variants/{name}/{stem}.jpg" for name in SIX} <= s3_behind.stored()
         await eventually(lambda: pipe.rt.stores.backup.exists(key))
@@ -352,14 +352,14 @@ async def test_s3_outage_longer_than_the_retries_fails_transient_keeps_the_origi
 
         async def exhausted() -> bool:
             doc = await pipe.rt.states.get(key)
-            return bool(doc and doc.get("attempts") == 2)
+            return bool(doc and doc.attempts == 2)
 
         await eventually(exhausted, timeout=30)
         await asyncio.sleep(3)  # given up; the failure waits for a place to be recorded
         await s3_behind.proxy.up()
 
         doc = await pipe.wait(key, ("failed",), timeout=30)
-        assert (doc["error"]["kind"], doc["attempts"]) == ("transient", 2), doc
+        assert (doc.error.kind, doc.attempts) == ("transient", 2), doc
         stored = s3_behind.stored()
         assert f"originals/{key}" in stored, "a transient failure must not move the original"
         assert f"quarantine/{key}.error.json" in stored
@@ -400,14 +400,14 @@ async def test_up_replaces_a_killed_render_process_and_retries_its_image(
         os.kill(renderer, signal.SIGKILL)
 
         (doc,) = (await wait_all(states, [BIG], timeout=60)).values()
-        assert doc["attempts"] == 2, "the image was not retried after its renderer died"
+        assert doc.attempts == 2, "the image was not retried after its renderer died"
         assert variant_files(data_dir / "variants", BIG) == set(SIX)
         replacement = up.children()
         assert len(replacement) == 1 and replacement != [renderer], "renderer not replaced"
         # The new renderer takes the next image as usual: first time, no retry.
         await upload("after/the crash.jpg", small_jpeg)
         (doc,) = (await wait_all(states, ["after/the crash.jpg"], timeout=60)).values()
-        assert doc["attempts"] == 1
+        assert doc.attempts == 1
     code, _ = await up.terminate()
     assert code == 0, up.output
 
@@ -461,7 +461,7 @@ async def test_up_stops_cleanly_on_sigterm_and_a_restart_finishes_the_rest(
     async with bus_of(data_dir) as (js, states):
         docs = await wait_all(states, keys, timeout=90)
         assert all(variant_files(data_dir / "variants", k) == set(SIX) for k in keys)
-        assert {d["state"] for d in docs.values()} == {"done"}
+        assert {d.state for d in docs.values()} == {"done"}
         await asyncio.sleep(1)
         processed = [key for key, _ in await processed_events(js)]
         assert sorted(processed) == keys, "exactly one image.processed per key"

@@ -24,7 +24,7 @@ from pixpipe.http.options import (
 )
 from pixpipe.http.signing import sign_path, upload_token, verify_path, verify_upload
 from pixpipe.recipe import DEFAULT_RECIPE, FITS, FORMATS, GRAVITIES, MAX_SIDE
-from pixpipe.stores import MAX_KEY_BYTES, BadKey, validate_key
+from pixpipe.storage import MAX_KEY_BYTES, BadKey, validate_key
 
 settings.register_profile("pixpipe", max_examples=120, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])  # fmt: skip

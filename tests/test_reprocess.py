@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pixpipe import reprocess
 from pixpipe.cli import app
-from pixpipe.stores import Store
+from pixpipe.pipeline import backfill as reprocess
+from pixpipe.storage import Store
 
 from . import images
 from .pipeline import API_KEY, eventually, make_settings, running
@@ -50,7 +50,7 @@ async def test_new_variant_for_a_prefix_leaves_everything_else_alone(
             data = images.jpeg(images.photo(64, 40, seed=n))
             assert (await pipe.upload(key, data)).status_code == 201
         for key in keys:
-            assert (await pipe.wait(key))["state"] == "done"
+            assert (await pipe.wait(key)).state == "done"
     before = _files(tmp_path / "variants")
     assert len(before) == 2 * len(keys)
 
@@ -63,7 +63,7 @@ async def test_new_variant_for_a_prefix_leaves_everything_else_alone(
         assert _under(after, "w/") == {f"w/shop/{n}.webp" for n in range(6)}
         assert {k: v for k, v in after.items() if not k.startswith("w/")} == before
         state = await pipe.rt.states.get("shop/0.jpg")
-        assert set(state["variants"]) == {"s", "t", "w"} and state["state"] == "done"
+        assert set(state.variants) == {"s", "t", "w"} and state.state == "done"
         assert images.decoded((tmp_path / "variants/w/shop/0.webp").read_bytes()).width == 20
 
         # Again: nothing to do (the variant is there for this original and this spec) …

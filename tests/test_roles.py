@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pixpipe.roles import _supervised
+from pixpipe.pipeline.roles import _supervised
 
 
 async def test_a_crashed_role_is_started_again_and_stops_with_the_rest() -> None:
@@ -40,7 +40,7 @@ def test_json_log_lines_carry_the_image_key() -> None:
     import json
     import logging
 
-    from pixpipe.service import ImageKeyFilter, JsonLines, image_key
+    from pixpipe.logs import ImageKeyFilter, JsonLines, image_key
 
     record = logging.LogRecord("pixpipe", logging.INFO, __file__, 1, "done %s", ("a.jpg",), None)
     token = image_key.set("users/42/a.jpg")

@@ -11,7 +11,7 @@ import pytest
 
 from pixpipe.config import Settings
 from pixpipe.errors import Kind, PixpipeError
-from pixpipe.stores import (
+from pixpipe.storage import (
     BadKey,
     BadStoreUrl,
     Store,

@@ -1,4 +1,5 @@
-"""The Lambda entry points: which event shape arrived, and what to answer.
+"""The Lambda entry points: which event shape arrived, and what to answer. The work itself is
+the job core's (``pixpipe.jobs``), with the retry policy of ``jobs/retry.py``:
 
 - SQS batches (the template's shape: S3 → SNS → SQS → Lambda) go through powertools'
   ``BatchProcessor``: only the messages that failed transiently come back in
@@ -25,13 +26,18 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..events import ObjectCreated, objects_in
-from .jobs import Outcome, back_up, handle_created, resize
+from ..jobs import variants
+from ..jobs.backup import back_up
+from ..jobs.resize import resize
+from ..jobs.retry import Action, as_failure, decide
+from ..jobs.variants import Outcome
+from ..storage import BadKey, validate_key
 from .runtime import Runtime, run, runtime
 
 logger = Logger(service="pixpipe.aws")
 metrics = Metrics(namespace="pixpipe", service="pixpipe")
 
-Job = Callable[[Runtime, ObjectCreated, int], Awaitable[Outcome]]
+Job = Callable[[Runtime, ObjectCreated, int, "str | None"], Awaitable[Outcome]]
 
 
 def _is_sqs(event: dict[str, Any]) -> bool:
@@ -44,13 +50,15 @@ def _objects(rt: Runtime, payload: Any) -> list[ObjectCreated]:
     return objects_in(rt.stores.originals.url, payload)
 
 
-async def _each(rt: Runtime, job: Job, objects: list[ObjectCreated], attempt: int) -> list[Outcome]:
+async def _each(
+    rt: Runtime, job: Job, objects: list[ObjectCreated], attempt: int, delivery: str | None = None
+) -> list[Outcome]:
     """Every object in turn; the first transient error is raised after all were tried."""
     outcomes: list[Outcome] = []
     error: BaseException | None = None
     for created in objects:
         try:
-            outcomes.append(await job(rt, created, attempt))
+            outcomes.append(await job(rt, created, attempt, delivery))
         except Exception as exc:  # transient: the others still get their turn
             logger.exception("will retry %s", created.key)
             error = error or exc
@@ -74,7 +82,8 @@ def _dispatch(event: dict[str, Any], job: Job) -> dict[str, Any]:
 
         def record_handler(record: SQSRecord) -> list[dict[str, str]]:
             attempt = int(record.attributes.approximate_receive_count or 1)
-            outcomes = run(_each(rt, job, _objects(rt, record.body), attempt))
+            objects = _objects(rt, record.body)
+            outcomes = run(_each(rt, job, objects, attempt, record.message_id))
             return [o.to_dict() for o in outcomes]
 
         return dict(process_partial_response(event, record_handler, processor))
@@ -82,26 +91,53 @@ def _dispatch(event: dict[str, Any], job: Job) -> dict[str, Any]:
     return {"objects": [o.to_dict() for o in outcomes]}
 
 
-async def _render_job(rt: Runtime, created: ObjectCreated, attempt: int) -> Outcome:
-    return await handle_created(rt, created, attempt)
+async def _render_job(
+    rt: Runtime, created: ObjectCreated, attempt: int, delivery: str | None
+) -> Outcome:
+    """One original through the job core. Permanent failures are recorded (quarantine) and
+    done with; transient ones raise so the delivery is retried, recorded first on the last
+    attempt (then on to the dead-letter queue)."""
+    try:
+        validate_key(created.key)
+    except BadKey as exc:  # can never be stored nor quarantined: report and drop
+        logger.error("dropped a notification: %s", exc)
+        return Outcome(created.key, "failed", f"bad key: {exc}")
+    ctx = rt.context()
+    try:
+        return await variants.render_variants(ctx, created, attempt, delivery=delivery)
+    except Exception as exc:
+        error = as_failure(exc)
+        if decide(error, attempt, rt.attempts) is Action.GIVE_UP:
+            outcome = await variants.fail(ctx, created.key, error, attempt, etag=created.etag)
+            if error.kind.permanent:
+                return outcome
+        raise
 
 
-async def _backup_job(rt: Runtime, created: ObjectCreated, attempt: int) -> Outcome:
-    return await back_up(rt, created.key)
+async def _backup_job(
+    rt: Runtime, created: ObjectCreated, attempt: int, delivery: str | None
+) -> Outcome:
+    validate_key(created.key)
+    copied = await back_up(rt.stores, created.key)
+    return Outcome(created.key, "done", "backed up") if copied else Outcome(
+        created.key, "skipped", "already backed up or gone from originals"
+    )
 
 
-def _invoke(event: dict[str, Any]) -> dict[str, str]:
+def _invoke(event: dict[str, Any]) -> dict[str, Any]:
     """``{"key", "maxDimension"}`` → ``{"resultKey"}``; a bad request or original raises, and
     the caller gets Lambda's ``errorType`` / ``errorMessage``."""
     try:
         if "maxDimension" not in event:
             raise ValueError('a direct invocation needs "key" and "maxDimension"')
-        result_key = run(resize(runtime(), event["key"], event["maxDimension"]))
+        rt = runtime()
+        key = validate_key(event["key"])
+        resized = run(resize(rt.stores, rt.render, key, event["maxDimension"]))
     except Exception:
         metrics.add_metric(name="ResizeErrors", unit=MetricUnit.Count, value=1)
         raise
     metrics.add_metric(name="Resizes", unit=MetricUnit.Count, value=1)
-    return {"resultKey": result_key}
+    return {"resultKey": resized.key}
 
 
 @metrics.log_metrics

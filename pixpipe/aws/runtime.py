@@ -1,4 +1,7 @@
-"""What one Lambda container keeps between invocations: settings, stores, recipe, SNS client.
+"""What one Lambda container keeps between invocations (settings, stores, recipe, SNS client),
+and the job core's ports filled in from it: states as JSON records in the variants store
+(``.pixpipe/state/{key}.json``; no KV bucket on Lambda), events published to an SNS topic,
+renders in-process.
 
 Everything is read from the environment (PRODUCT.md §3: ``PIXPIPE_*`` and ``AWS_*``) on the
 first invocation and kept while the environment stays the same, so a warm start costs nothing
@@ -8,8 +11,9 @@ Lambda-only settings (not in ``pixpipe.toml``):
 
 - ``PIXPIPE_AWS__PROCESSED_TOPIC_ARN``: SNS topic for ``image.processed`` / ``image.failed``
   notifications (message attribute ``subject`` tells them apart); unset = no notifications.
-- ``PIXPIPE_AWS__INVOKE_FORMAT``: output format of the direct ``maxDimension`` payload
-  (default: the format of the recipe's first variant, so the configured extension).
+
+The direct ``maxDimension`` payload behaves as on every runtime (``jobs/resize.py``);
+``PIXPIPE_AWS__INVOKE_FORMAT`` is no longer read.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Limits, Settings, load_settings
 from ..errors import Kind, PixpipeError
-from ..recipe import Recipe, recipe_id
-from ..stores import STORE_NAMES, Stores, open_store
+from ..jobs.state import ImageState
+from ..jobs.variants import JSON, Context
+from ..recipe import Recipe
+from ..storage import STORE_NAMES, Store, Stores, open_store, state_key
 
 if TYPE_CHECKING:
     from ..events import Event
+    from ..imaging import Rendered
 
 TOPIC_ENV = "PIXPIPE_AWS__PROCESSED_TOPIC_ARN"
-INVOKE_FORMAT_ENV = "PIXPIPE_AWS__INVOKE_FORMAT"
 # Lambda's only writable folder; local stores (if any) default under it.
 LAMBDA_DATA_DIR = Path("/tmp/pixpipe")
 
@@ -43,16 +49,11 @@ class Runtime:
     settings: Settings
     stores: Stores
     topic_arn: str | None = None
-    invoke_format: str | None = None
     _sns: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @functools.cached_property
     def recipe(self) -> Recipe:
         return self.settings.recipe
-
-    @functools.cached_property
-    def recipe_id(self) -> str:
-        return recipe_id(self.recipe)
 
     @property
     def limits(self) -> Limits:
@@ -63,6 +64,20 @@ class Runtime:
         """Deliveries before a transient failure is recorded (match the queue's
         ``maxReceiveCount``: the template sets both from one parameter)."""
         return self.settings.retry.attempts
+
+    def context(self) -> Context:
+        """The job core's ports in this container."""
+        return Context(self.stores, RecordStates(self.stores.variants), self.announce,
+                       self.render, self.recipe)  # fmt: skip
+
+    async def render(self, data: bytes, recipe: Recipe) -> Rendered:
+        """Render in this process: a Lambda invocation is one image at a time anyway."""
+        from ..imaging import render
+
+        return render(data, recipe, self.limits)
+
+    async def announce(self, event: Event) -> None:
+        self.publish(event)
 
     def publish(self, event: Event) -> bool:
         """Publish ``event`` to the notifications topic, if one is configured."""
@@ -100,7 +115,27 @@ def _runtime(environment: tuple[tuple[str, str], ...]) -> Runtime:
         overrides["data_dir"] = LAMBDA_DATA_DIR
     settings = load_settings(**overrides)
     stores = Stores(**{name: open_store(settings.store_url(name)) for name in STORE_NAMES})
-    return Runtime(settings, stores, env.get(TOPIC_ENV) or None, env.get(INVOKE_FORMAT_ENV) or None)
+    return Runtime(settings, stores, env.get(TOPIC_ENV) or None)
+
+
+class RecordStates:
+    """Image states as JSON records beside the variants (``storage.state_key``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, key: str) -> ImageState | None:
+        try:
+            return ImageState.from_json(await self.store.get(state_key(key)))
+        except PixpipeError as exc:
+            if exc.kind is Kind.MISSING:
+                return None
+            raise
+        except ValueError:
+            return None  # a damaged record: render again
+
+    async def put(self, state: ImageState) -> None:
+        await self.store.put(state_key(state.key), state.to_json(), content_type=JSON)
 
 
 def runtime() -> Runtime:
@@ -113,4 +148,4 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
-__all__ = ["Runtime", "recipe_id", "run", "runtime"]
+__all__ = ["RecordStates", "Runtime", "run", "runtime"]

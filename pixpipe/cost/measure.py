@@ -246,7 +246,7 @@ def _in_fresh_process(
 ) -> tuple[Run, tuple[int, int]]:
     context = multiprocessing.get_context("forkserver")
     # Importing pyvips starts no thread, so the server may hold it ready for every child.
-    context.set_forkserver_preload(["pixpipe.imaging"])
+    context.set_forkserver_preload(["pixpipe.imaging.render"])
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
         target=_child, args=(send, path.read_bytes(), recipe, limits, limit), daemon=True
@@ -311,7 +311,7 @@ class _Throttle:
 
 def _child(send: Any, data: bytes, recipe: Recipe, limits: Limits, limit: CpuLimit) -> None:
     """In the child: pin to the limit's cores, set libvips up, render, send the result back."""
-    from ..pool import init_process
+    from ..jobs.pool import init_process
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: limit.cores])
@@ -379,6 +379,6 @@ def _photo(width: int, height: int, seed: int) -> Any:
 
 def find_images(inputs: Iterable[Path], limit: int = DEFAULT_LIMIT) -> list[Path]:
     """Up to ``limit`` non-hidden files under ``inputs`` (sorted, recursive)."""
-    from ..batch import find_jobs
+    from ..offline import find_jobs
 
     return [job.path for job in find_jobs(inputs)][:limit]

@@ -9,10 +9,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from ..events import objects_in
-from ..ingest import NotFailed, publish_created, retry_failed
-from ..service import Runtime
-from ..state import STATES
-from ..stores import validate_key
+from ..jobs.state import STATES
+from ..jobs.state import ImageState as ImageDoc
+from ..pipeline.ingest import NotFailed, publish_created, retry_failed
+from ..pipeline.runtime import Runtime
+from ..storage import validate_key
 from .auth import AUTH
 from .models import Accepted, Failure, ImageState, Problem, Retrying
 
@@ -24,18 +25,16 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def public_state(state: dict[str, Any], base: str) -> dict[str, Any]:
-    """The state document as clients see it: variant URLs, no internal fields."""
-    out: dict[str, Any] = {"key": state["key"], "state": state["state"], "variants": {}}
-    for name, info in (state.get("variants") or {}).items():
+def public_state(state: ImageDoc, base: str) -> dict[str, Any]:
+    """The state as clients see it: variant URLs, no internal fields."""
+    out: dict[str, Any] = {"key": state.key, "state": state.state, "variants": {}}
+    for name, info in state.variants.items():
         out["variants"][name] = {
-            "url": f"{base}/images/{quote(info['key'])}",
-            **{k: info[k] for k in ("width", "height", "bytes", "format")},
+            "url": f"{base}/images/{quote(info.key)}",
+            **info.model_dump(include={"width", "height", "bytes", "format"}),
         }
-    for extra in ("error", "placeholder", "dominant", "updated"):
-        if state.get(extra):
-            out[extra] = state[extra]
-    return out
+    extras = state.model_dump(mode="json", include={"error", "placeholder", "dominant", "updated"})
+    return out | {name: value for name, value in extras.items() if value}
 
 
 @router.get("/v1/images", response_model=list[ImageState], response_model_exclude_none=True)
@@ -46,8 +45,8 @@ async def recent_images(
 ) -> list[dict[str, Any]]:
     """Recent originals, newest first (the dashboard's gallery)."""
     rt: Runtime = request.app.state.rt
-    docs = [d async for d in rt.states.all() if state is None or d["state"] == state]
-    docs.sort(key=lambda d: d.get("updated") or "", reverse=True)
+    docs = [d async for d in rt.states.all() if state is None or d.state == state]
+    docs.sort(key=lambda d: d.updated, reverse=True)
     return [public_state(d, base_url(request)) for d in docs[:limit]]
 
 
@@ -67,11 +66,11 @@ async def image_state(request: Request, key: str) -> dict[str, Any]:
 async def failures(request: Request) -> list[dict[str, Any]]:
     """Originals that failed, with the kind and message of their failure."""
     docs = await request.app.state.rt.states.failed()
-    docs.sort(key=lambda d: d.get("updated") or "", reverse=True)
+    docs.sort(key=lambda d: d.updated, reverse=True)
     return [
-        {"key": s["key"], "kind": s.get("error", {}).get("kind", "transient"),
-         "message": s.get("error", {}).get("message", ""), "attempts": s.get("attempts"),
-         "time": s.get("updated")}
+        {"key": s.key, "kind": s.error.kind if s.error else "transient",
+         "message": s.error.message if s.error else "", "attempts": s.attempts,
+         "time": s.updated}
         for s in docs
     ]  # fmt: skip
 

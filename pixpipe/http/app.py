@@ -11,6 +11,8 @@ event subscriptions and stops the transform render processes.
 | ``api.py`` | ``GET /v1/images[/{key}]``, failures and retry, ``POST /v1/events/s3`` |
 | ``live.py`` | ``GET /v1/images/{key}/events``, ``GET /v1/events`` (SSE) |
 | ``invoke.py`` | ``POST /v1/invoke`` |
+| ``orders.py`` | ``POST /v1/batches``, ``GET /v1/batches/{id}`` |
+| ``backfills.py`` | ``POST /v1/reprocess``, ``GET /v1/reprocess/{run}`` |
 | ``delivery.py`` | ``GET /images/original/{key}``, ``GET /images/{variant}/{rest}`` |
 | ``transform.py`` | ``GET /t/{signature}/{options}/{key}`` (grammar: ``options.py``) |
 | ``hot.py`` | transform results in memory, answered first by ``transform.HotHits`` |
@@ -30,9 +32,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import Kind, PixpipeError
-from ..service import Runtime
-from ..stores import BadKey
-from . import api, batches, delivery, invoke, live, transform, uploads
+from ..pipeline.runtime import Runtime
+from ..storage import BadKey
+from . import api, backfills, delivery, invoke, live, orders, transform, uploads
 from .cost import router as cost_router
 from .hot import HotCache
 from .metrics import Metrics
@@ -110,7 +112,8 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(metrics_router)
     app.add_middleware(transform.HotHits)
     app.include_router(cost_router)
-    app.include_router(batches.router)
+    app.include_router(orders.router)
+    app.include_router(backfills.router)
     return app
 
 

@@ -14,15 +14,17 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..errors import Kind, PixpipeError
-from ..imaging.inspect import sniff
+from ..imaging.sniff import sniff
+from ..jobs.resize import LEGACY_PREFIX
 from ..recipe import strip_extension
-from ..stores import Store, validate_key
+from ..storage import Store, validate_key
 
 router = APIRouter(tags=["delivery"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, no-cache"  # originals may be replaced under the same key
 NO_STORE = "no-store"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_LEGACY_RESIZE = re.compile(r"^max-\d+$")  # the Lambda's old direct-resize keys
 SAFE = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; "
         "img-src 'self' data:; style-src 'unsafe-inline'; sandbox"}  # fmt: skip
 MEDIA_TYPES = {
@@ -51,6 +53,8 @@ async def variant(
 ) -> Response:  # fmt: skip
     stores = request.app.state.rt.stores
     key = validate_key(f"{variant}/{rest}")
+    if _LEGACY_RESIZE.match(variant) and await stores.variants.head(key) is None:
+        key = f"{variant.replace(LEGACY_PREFIX, 'max', 1)}/{rest}"  # see jobs/resize.py
     if fallback == "original" and await stores.variants.head(key) is None:
         # Not made yet: the original meanwhile, never cached as if it were the variant.
         source = await _original_of(stores.originals, rest)

@@ -1,59 +1,31 @@
 """``POST /v1/invoke {key, maxDimension}`` → ``{resultKey}``: resize one stored original now,
-in the API's render pool, and wait (the synchronous payload the AWS Lambda also takes).
-
-The result is a variant named ``max{N}`` (fit inside N×N, never enlarged, the original's format
-where it is a web format, else JPEG), stored like any variant — ``max800/users/42/a.jpg`` — and
-so served at ``/images/max800/users/42/a.jpg``.
-"""
+in the API's render pool, and wait. The behaviour (key scheme, format, reuse) is the one of
+every runtime: ``jobs/resize.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import Kind, PixpipeError
-from ..recipe import Variant, strip_extension
-from ..results import CACHE_CONTROL
-from ..service import Runtime
-from ..stores import Stores, validate_key
+from ..jobs.resize import resize, resize_variant
+from ..pipeline.runtime import Runtime
+from ..storage import validate_key
 from .api import base_url
 from .auth import AUTH
 from .models import InvokeRequest, InvokeResult, Problem
 from .renders import Busy, Renders
 
-if TYPE_CHECKING:
-    from ..imaging import Output
-
-Render = Callable[[bytes, Variant], Awaitable["Output"]]
 router = APIRouter(tags=["images"])
 _STATUS = {Kind.MISSING: 404, Kind.TRANSIENT: 503}
 
 
-def invoke_variant(max_dimension: int) -> Variant:
-    """The variant ``POST /v1/invoke`` renders for ``maxDimension``."""
-    return Variant(f"max{max_dimension}", max_dimension, max_dimension, "inside",
-                   format="original")  # fmt: skip
-
-
-async def invoke_key(
-    stores: Stores, render: Render, key: str, max_dimension: int
-) -> dict[str, Any]:
-    """Render ``max{N}`` of one stored original into the variants store (API and CLI)."""
-    variant = invoke_variant(max_dimension)
-    data = await stores.originals.get(key)
-    output = await render(data, variant)
-    result_key = f"{variant.name}/{strip_extension(key)}.{output.extension}"
-    await stores.variants.put(result_key, output.data, content_type=output.content_type,
-                              cache_control=CACHE_CONTROL)  # fmt: skip
-    return {"resultKey": result_key, "width": output.width, "height": output.height}
-
-
 @router.post(
     "/v1/invoke", dependencies=AUTH, response_model=InvokeResult, response_model_by_alias=True,
+    response_model_exclude_none=True,
     responses={code: {"model": Problem} for code in (400, 401, 404, 422, 503)},
 )  # fmt: skip
 async def invoke(request: Request, body: InvokeRequest) -> Any:
@@ -61,10 +33,10 @@ async def invoke(request: Request, body: InvokeRequest) -> Any:
     rt: Runtime = request.app.state.rt
     renders: Renders = request.app.state.renders
     key = validate_key(body.key)
-    variant = invoke_variant(body.max_dimension)
+    variant = resize_variant(body.max_dimension)
 
     async def work() -> dict[str, Any]:
-        return await invoke_key(rt.stores, renders.render, key, body.max_dimension)
+        return (await resize(rt.stores, renders.pool.render, key, body.max_dimension)).to_dict()
 
     try:
         result = await renders.once(f"invoke:{variant.name}:{key}", work)
@@ -77,4 +49,4 @@ async def invoke(request: Request, body: InvokeRequest) -> Any:
     return {**result, "url": f"{base_url(request)}/images/{quote(result['resultKey'])}"}
 
 
-__all__ = ["invoke_key", "invoke_variant", "router"]
+__all__ = ["router"]

@@ -19,15 +19,15 @@ import nats.errors
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from ..service import Runtime
-from ..state import kv_key
-from ..stores import validate_key
+from ..bus import kv_name
+from ..jobs.state import FINAL, ImageState
+from ..pipeline.runtime import Runtime
+from ..storage import validate_key
 from .api import base_url, public_state
 from .models import Problem
 
 router = APIRouter(tags=["images"])
 KEEPALIVE = 15.0
-FINAL = ("done", "failed")
 _SSE = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {"example": 'event: state\ndata: {"key": "a.jpg", '
@@ -36,14 +36,14 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _event(doc: dict[str, Any], base: str, revision: int | None) -> str:
+def _event(doc: ImageState, base: str, revision: int | None) -> str:
     data = json.dumps(public_state(doc, base), separators=(",", ":"))
     return f"event: state\nid: {revision or 0}\ndata: {data}\n\n"
 
 
 async def _watch(
     rt: Runtime, pattern: str, *, skip_current: bool
-) -> AsyncIterator[tuple[dict[str, Any], int] | None]:
+) -> AsyncIterator[tuple[ImageState, int] | None]:
     """State documents as they change (``None`` on each idle ``KEEPALIVE``)."""
     watcher = await rt.states.kv.watch(pattern)
     started = not skip_current
@@ -58,7 +58,7 @@ async def _watch(
                 started = True
                 continue
             if started and entry.value:
-                yield json.loads(entry.value), entry.revision
+                yield ImageState.from_json(entry.value), entry.revision
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
 
@@ -73,13 +73,13 @@ async def image_events(request: Request, key: str) -> StreamingResponse:
     base = base_url(request)
 
     async def stream() -> AsyncIterator[str]:
-        async for item in _watch(rt, kv_key(key), skip_current=False):
+        async for item in _watch(rt, kv_name(key), skip_current=False):
             if item is None:
                 yield ": keepalive\n\n"
                 continue
             doc, revision = item
             yield _event(doc, base, revision)
-            if doc.get("state") in FINAL:
+            if doc.state in FINAL:
                 return
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE)

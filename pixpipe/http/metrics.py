@@ -16,13 +16,13 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from ..bus import CONSUMERS, STREAM
+from ..bus import CONSUMERS
 from ..events import SUBJECT_IMAGE_FAILED, SUBJECT_IMAGE_PROCESSED
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from ..service import Runtime
+    from ..pipeline.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -93,9 +93,9 @@ class Metrics:
 
     async def refresh(self, rt: Runtime) -> None:
         """Read the consumers' backlogs from JetStream (at scrape time)."""
-        for name in CONSUMERS:
+        for name, consumer in CONSUMERS.items():
             try:
-                info = await rt.js.consumer_info(STREAM, name, timeout=2)
+                info = await rt.js.consumer_info(consumer.stream, name, timeout=2)
             except Exception:  # bus unreachable: keep the last values, /readyz tells why
                 continue
             self.pending.labels(name).set(info.num_pending or 0)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Limits
-from ..pool import RenderPool
+from ..jobs.pool import RenderPool
 from ..recipe import Recipe, Variant
 
 if TYPE_CHECKING:

@@ -22,10 +22,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import Kind, PixpipeError
-from ..imaging.inspect import sniff
+from ..imaging.sniff import sniff
+from ..pipeline.runtime import Runtime
 from ..recipe import EXTENSIONS, Variant
-from ..service import Runtime
-from ..stores import BadKey, Meta, Store, validate_key
+from ..storage import BadKey, Meta, Store, validate_key
 from .delivery import MEDIA_TYPES, REVALIDATE, SAFE, serve, serve_bytes
 from .hot import Hot, HotCache
 from .metrics import Metrics

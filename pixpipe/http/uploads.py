@@ -16,15 +16,15 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 
 from ..errors import Kind, PixpipeError
-from ..imaging.inspect import sniff
-from ..ingest import announce
-from ..service import Runtime
-from ..stores import Store, validate_key
+from ..imaging.sniff import sniff
+from ..pipeline.ingest import announce
+from ..pipeline.runtime import Runtime
+from ..storage import Store, validate_key
 from .api import base_url
 from .auth import AUTH
-from .batches import check_batch, hold_upload
 from .delivery import MEDIA_TYPES
 from .models import PresignedUpload, Problem, Uploaded, UploadRequest
+from .orders import check_batch, hold_upload
 from .signing import upload_token, verify_upload
 
 router = APIRouter(tags=["uploads"])

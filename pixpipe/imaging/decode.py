@@ -10,8 +10,9 @@ from __future__ import annotations
 import pyvips
 
 from ..errors import Kind, PixpipeError
-from .inspect import Source, _vips_message
-from .pdf import render_pdf
+from .libvips import vips_message  # importing it hardens libvips before this first decode
+from .loaders.pdf import render_pdf
+from .source import Source
 from .steps import resize, to_srgb
 
 
@@ -21,7 +22,7 @@ def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -
         if source.format == "pdf":
             image = resize(render_pdf(data, *size), size)
         elif source.format == "heif":
-            from .heic import decode_heic  # pillow-heif loads only for HEIC originals
+            from .loaders.heic import decode_heic  # pillow-heif loads only for HEIC originals
 
             image = resize(decode_heic(data), size)
         else:
@@ -37,5 +38,5 @@ def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -
         return to_srgb(image).copy_memory()
     except pyvips.Error as exc:
         raise PixpipeError(
-            Kind.CORRUPT, f"{source.format} cannot be decoded: {_vips_message(exc)}"
+            Kind.CORRUPT, f"{source.format} cannot be decoded: {vips_message(exc)}"
         ) from None

@@ -16,9 +16,11 @@ from ..limits import Limits
 from ..recipe import EXTENSIONS, Recipe, Variant
 from .decode import decode
 from .encode import ALPHA_FORMATS, MIME_TYPES, encode
-from .inspect import Source, _vips_message, inspect
+from .inspect import inspect
+from .libvips import vips_message
 from .placeholder import placeholder
 from .plan import Geometry, base_size, geometry
+from .source import Source
 from .steps import flatten, resize, shape
 
 Strategy = Literal["once", "each"]
@@ -81,7 +83,7 @@ def render(
             outputs, smallest = _render_once(data, source, base, plans)
         hashed, colour = placeholder(smallest)
     except pyvips.Error as exc:
-        raise PixpipeError(Kind.CORRUPT, f"{source.format}: {_vips_message(exc)}") from None
+        raise PixpipeError(Kind.CORRUPT, f"{source.format}: {vips_message(exc)}") from None
     ordered = tuple(outputs[v.name] for v in recipe)
     return Rendered(source, ordered, hashed, colour)
 
@@ -146,3 +148,6 @@ def _thumb_size(source: Source) -> tuple[int, int]:
 
 def _animated(source: Source, variant: Variant) -> bool:
     return source.frames > 1 and variant.output_format(source.format) in ("gif", "webp")
+
+
+__all__ = ["Output", "Rendered", "Strategy", "render"]

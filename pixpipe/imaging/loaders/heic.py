@@ -12,8 +12,8 @@ from __future__ import annotations
 import pillow_heif
 import pyvips
 
-from ..errors import Kind, PixpipeError
-from .inspect import Source
+from ...errors import Kind, PixpipeError
+from ..source import Source
 
 
 def _open(data: bytes) -> pillow_heif.HeifFile:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,20 +23,17 @@ import obstore as obs
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import LocalStore, MemoryStore, from_url
 
-from .errors import Kind, PixpipeError
+from ..errors import Kind, PixpipeError
+from .keys import MAX_KEY_BYTES, BadKey, validate_key
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, RetryConfig
 
-    from .config import Settings
+    from ..config import Settings
 
 STORE_NAMES = ("originals", "variants", "backup", "quarantine", "cache")
-MAX_KEY_BYTES = 1024
 # Whole objects up to this size are copied in one request; larger ones stream in parts.
 _STREAM_THRESHOLD = 8 * 1024 * 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# obstore's local store stages writes as `{name}#{n}` and refuses keys that look like that.
-_STAGING = re.compile(r"#\d+$")
 _MEMORY: dict[str, MemoryStore] = {}
 
 # Fail over in seconds, not minutes: JetStream redelivery is the real retry loop.
@@ -52,38 +48,8 @@ DEFAULT_RETRY: RetryConfig = {
 }
 
 
-class BadKey(ValueError):
-    """A key that breaks the key rules; a client error (4xx / CLI usage error)."""
-
-
 class BadStoreUrl(ValueError):
     """A store URL that cannot be opened; the message says what to fix."""
-
-
-def validate_key(key: str) -> str:
-    """Return ``key`` if it follows the key rules (PRODUCT.md §2), else raise ``BadKey``."""
-    if not isinstance(key, str):
-        raise BadKey(f"key must be a string (got {type(key).__name__})")
-    size = len(key.encode("utf-8", "surrogatepass"))
-    if not 1 <= size <= MAX_KEY_BYTES:
-        raise BadKey(f"key must be 1-{MAX_KEY_BYTES} bytes of UTF-8 (got {size} bytes)")
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadKey(f"key must be valid UTF-8 (got {key!r})") from None
-    if key.startswith("/"):
-        raise BadKey(f"key must not start with '/' (got {key!r})")
-    if "\\" in key:
-        raise BadKey(f"key must not contain a backslash (got {key!r})")
-    if match := _CONTROL.search(key):
-        raise BadKey(f"key must not contain control characters (got {match.group()!r} in {key!r})")
-    for segment in key.split("/"):
-        if segment in ("", ".", ".."):
-            what = "an empty" if not segment else f"a {segment!r}"
-            raise BadKey(f"key must not contain {what} path segment (got {key!r})")
-        if _STAGING.search(segment):
-            raise BadKey(f"key segments must not end in '#' + digits (got {key!r})")
-    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +88,14 @@ def _guess_type(key: str) -> str | None:
     return mimetypes.guess_type(key, strict=False)[0]
 
 
+def bare_etag(etag: str | None) -> str | None:
+    """An etag without the quotes HTTP and S3 put around it: the one form pixpipe keeps
+    (compared, stored in state, put in message ids); quoted again only in HTTP headers."""
+    return etag.strip('"') or None if etag else None
+
+
 def _meta(raw: Any, key: str, content_type: str | None = None) -> Meta:
-    return Meta(key, raw["size"], raw["e_tag"], raw["last_modified"], content_type)
+    return Meta(key, raw["size"], bare_etag(raw["e_tag"]), raw["last_modified"], content_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +213,7 @@ class Store:
             )
         except _MAPPED as exc:
             raise _error(exc, f"put {self._where(key)}") from exc
-        return result["e_tag"]
+        return bare_etag(result["e_tag"])
 
     async def delete(self, key: str) -> None:
         """Delete an object; deleting one that is not there is not an error."""
@@ -404,6 +376,7 @@ def open_stores(settings: Settings, **options: Any) -> Stores:
 
 
 __all__ = [
+    "MAX_KEY_BYTES",
     "STORE_NAMES",
     "BadKey",
     "BadStoreUrl",
@@ -411,6 +384,7 @@ __all__ = [
     "Meta",
     "Store",
     "Stores",
+    "bare_etag",
     "open_store",
     "open_stores",
     "validate_key",

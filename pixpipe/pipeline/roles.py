@@ -17,16 +17,18 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..bus import EmbeddedServer
+from ..config import Settings
+from ..jobs.pool import RenderPool
+from ..logs import log
+from .backfill import run_reprocess_jobs
 from .backup import run_backup
-from .batches import run_batches
-from .bus import EmbeddedServer
-from .config import Settings
+from .deadletters import run_dead_letters
 from .ingest import subscribe_s3, watch_folder
 from .notify import run_notify
-from .pool import RenderPool
-from .reprocess import run_reprocess_jobs
-from .service import Runtime, log, runtime
-from .worker import Worker, run_dead_letters
+from .orders import run_batches
+from .runtime import Runtime, runtime
+from .worker import Worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,7 @@ async def _run_worker(rt: Runtime, workers: int, stop: asyncio.Event) -> None:
 async def _run_api(rt: Runtime, roles: Roles, stop: asyncio.Event) -> None:
     import uvicorn
 
-    from .http.app import create_app
+    from ..http.app import create_app
 
     # lifespan: the app starts its metrics subscriptions and stops its render processes;
     # open event streams (SSE) get a few seconds to finish, then are cut.
@@ -174,3 +176,6 @@ def _on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+__all__ = ["Roles", "serve"]

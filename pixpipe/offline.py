@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Kind, PixpipeError
+from .jobs.pool import failure, init_process, start_pool, threads_per_process
 from .limits import Limits
-from .pool import failure, init_process, start_pool, threads_per_process
 from .recipe import Recipe, strip_extension
 
 

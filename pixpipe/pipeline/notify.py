@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .errors import Kind, PixpipeError
-from .service import Runtime, consume, dead_letter
+from .. import bus
+from ..errors import Kind, PixpipeError
+from .deadletters import dead_letter
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     import asyncio
@@ -55,4 +57,8 @@ async def run_notify(rt: Runtime, stop: asyncio.Event, concurrency: int = 4) -> 
         async def give_up(msg: Msg, error: PixpipeError, attempts: int) -> None:
             await dead_letter(rt, "notify", msg, error, attempts)
 
-        await consume(rt, "notify", handle, give_up, concurrency=concurrency, stop=stop)
+        await bus.consume(rt.js, "notify", handle, give_up, retry=rt.settings.retry,
+                          concurrency=concurrency, stop=stop)  # fmt: skip
+
+
+__all__ = ["deliver", "run_notify", "signature"]

@@ -12,9 +12,9 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from .errors import Kind, PixpipeError
-from .limits import Limits
-from .recipe import Recipe
+from ..errors import Kind, PixpipeError
+from ..limits import Limits
+from ..recipe import Recipe
 
 # Recycle a render process now and then: libvips and malloc arenas grow with odd inputs.
 MAX_TASKS_PER_PROCESS = 500
@@ -25,7 +25,7 @@ def init_process(threads: int) -> None:
     os.environ["VIPS_CONCURRENCY"] = str(threads)
     import pyvips
 
-    from . import imaging  # noqa: F401  - hardens libvips before the first image
+    from .. import imaging  # noqa: F401  - hardens libvips before the first image
 
     pyvips.concurrency_set(threads)
     pyvips.cache_set_max(0)
@@ -64,7 +64,7 @@ def failure(exc: BaseException, limits: Limits) -> PixpipeError:
 
 
 def _render(data: bytes, recipe: Recipe, limits: Limits) -> Any:
-    from .imaging import render
+    from ..imaging import render
 
     return render(data, recipe, limits)
 

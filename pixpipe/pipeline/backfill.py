@@ -29,31 +29,26 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 from nats.js.errors import KeyNotFoundError
 
-from . import bus
-from .errors import PixpipeError
-from .recipe import Recipe, Variant, recipe_id
-from .results import store_variants
-from .service import Runtime, consume, heartbeat, log
-from .stores import BadKey, validate_key
+from .. import bus
+from ..errors import PixpipeError
+from ..jobs.backfill import backfill, fingerprint
+from ..logs import log
+from ..recipe import Recipe
+from ..storage import BadKey, validate_key
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js.kv import KeyValue
 
-    from .pool import RenderPool
-    from .stores import Meta
+    from ..jobs.pool import RenderPool
+    from ..storage import Meta
 
 SUBJECT = "pixpipe.reprocess"
 PAGE_SIZE = 1000
 CHUNK_SIZE = 16
 _PER_CHUNK = 2  # originals of one chunk in flight: one downloads while one renders
 _MAX_FAILURES_KEPT = 100
-
-
-def fingerprint(variant: Variant) -> str:
-    """What a variant's pixels depend on: a changed spec makes its old files stale."""
-    text = json.dumps(asdict(variant), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def run_name(recipe: Recipe, prefix: str, missing_only: bool) -> str:
@@ -223,7 +218,7 @@ async def _publish(
     outcomes: dict[str, dict[str, Any]],
     ours: set[str],
 ) -> None:
-    originals = [{"key": m.key, "etag": (m.etag or "").strip('"') or None} for m in metas]
+    originals = [{"key": m.key, "etag": m.etag} for m in metas]
     chunk = _chunk_name(run, originals)
     ours.add(chunk)
     if chunk not in outcomes:
@@ -247,15 +242,14 @@ class Reprocessor:
     def __init__(self, rt: Runtime, pool: RenderPool) -> None:
         self.rt = rt
         self.pool = pool
-        self.full_recipe = recipe_id(rt.recipe)
+        self.ctx = rt.context(pool.render)  # the full recipe: what is current on upload
         self.kv: KeyValue | None = None
-        ack_wait = bus.consumer_config("reprocess", ("x",), rt.settings.retry).ack_wait or 30
-        self.beat_every = max(1.0, ack_wait / 3)
+        self.beat_every = max(1.0, bus.ack_wait("reprocess", rt.settings.retry) / 3)
 
     async def run(self, stop: asyncio.Event) -> None:
         # A chunk per render process, two originals of each in flight: the pool stays full.
-        await consume(
-            self.rt, "reprocess", self.handle, self.give_up,
+        await bus.consume(
+            self.rt.js, "reprocess", self.handle, self.give_up, retry=self.rt.settings.retry,
             concurrency=self.pool.workers, stop=stop,
         )  # fmt: skip
 
@@ -268,7 +262,8 @@ class Reprocessor:
         async def one(original: dict[str, Any]) -> None:
             async with slots:
                 try:
-                    rendered = await self.original(original["key"], recipe, job["missing_only"])
+                    rendered = await backfill(self.ctx, original["key"], recipe,
+                                              job["missing_only"])  # fmt: skip
                 except PixpipeError as exc:
                     if not exc.kind.permanent:
                         raise
@@ -276,7 +271,7 @@ class Reprocessor:
                     return
                 outcome["done" if rendered else "skipped"] += 1
 
-        async with heartbeat(msg, self.beat_every):
+        async with bus.heartbeat(msg, self.beat_every):
             results = await asyncio.gather(*(one(o) for o in job["originals"]),
                                            return_exceptions=True)  # fmt: skip
         for result in results:
@@ -293,61 +288,6 @@ class Reprocessor:
         if self.kv is None:
             self.kv = await self.rt.js.key_value(bus.REPROCESS_BUCKET)
         await self.kv.put(f"{job['run']}.{job['chunk']}", json.dumps(outcome).encode())
-
-    async def original(self, key: str, recipe: Recipe, missing_only: bool) -> bool:
-        """Render the variants of ``recipe`` that ``key`` lacks; ``False`` if it lacks none."""
-        meta = await self.rt.stores.originals.head(key)
-        if meta is None:
-            raise PixpipeError("missing", f"{key} is no longer in the originals store")
-        etag = (meta.etag or "").strip('"') or None
-        state = await self.rt.states.get(key) or {}
-        todo = [v for v in recipe if not await self._has(v, key, etag, state, missing_only)]
-        if not todo:
-            return False
-        subset = Recipe(tuple(todo))
-        rendered = await self.pool.render(await self.rt.stores.originals.get(key), subset)
-        infos = await store_variants(self.rt.stores, subset, key, rendered)
-        # Merge into the state the worker keeps: the other variants' entries stay as they are.
-        state = await self.rt.states.get(key) or {}
-        variants = dict(state.get("variants") or {})
-        specs = {v.name: fingerprint(v) for v in subset}
-        for info in infos:
-            variants[info.name] = {**info.model_dump(), "fp": specs[info.name], "etag": etag}
-        source = {"format": rendered.source.format, "width": rendered.source.width,
-                  "height": rendered.source.height}  # fmt: skip
-        await self.rt.states.update(
-            key, state.get("state", "done"), etag=state.get("etag", etag), variants=variants,
-            source=state.get("source", source),
-        )  # fmt: skip
-        log.info("reprocessed %s: %s", key, ", ".join(subset.names))
-        return True
-
-    async def _has(
-        self, variant: Variant, key: str, etag: str | None, state: dict[str, Any], missing: bool
-    ) -> bool:
-        """Whether ``key`` already has ``variant``: with ``missing_only``, any file at its key;
-        else a file the state says was made from this very original with this very spec."""
-        if missing:
-            source = (state.get("source") or {}).get("format")
-            if variant.format == "original" and not source:
-                return False
-            return await self.rt.stores.variants.exists(variant.key_for(key, source or "jpeg"))
-        info = (state.get("variants") or {}).get(variant.name)
-        if not info or etag is None or not self._current(variant, info, etag, state):
-            return False
-        return await self.rt.stores.variants.exists(info["key"])
-
-    def _current(
-        self, variant: Variant, info: dict[str, Any], etag: str, state: dict[str, Any]
-    ) -> bool:
-        if info.get("fp") == fingerprint(variant) and info.get("etag") == etag:
-            return True  # made by a backfill
-        # Made by the worker with the whole current recipe, from this same original.
-        in_recipe = any(v == variant for v in self.rt.recipe)
-        return bool(
-            in_recipe and state.get("recipe") == self.full_recipe and state.get("etag") == etag
-            and state.get("state") == "done"
-        )  # fmt: skip
 
 
 async def run_reprocess_jobs(rt: Runtime, pool: RenderPool, stop: asyncio.Event) -> None:

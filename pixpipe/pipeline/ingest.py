@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 from nats.errors import Error as NatsError
 from watchfiles import Change, awatch
 
-from . import bus
-from .batches import held
-from .errors import Kind, PixpipeError
-from .events import ObjectCreated, objects_in
-from .results import error_key
-from .service import Runtime, log
+from .. import bus
+from ..errors import Kind, PixpipeError
+from ..events import ObjectCreated, objects_in
+from ..jobs.state import ImageState
+from ..logs import log
+from ..storage import error_key
+from .orders import held
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -35,14 +37,14 @@ _TEMP = re.compile(r"#\d+$")  # obstore's local store writes to `name#N` and ren
 
 async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
     """Mark the image pending (unless this very object is already known) and publish;
-    an image held for its batch is left to the batch (``batches.py`` releases it).
+    an image held for its batch is left to the batch (``orders`` releases it).
     The bus being away is ``transient`` (the API answers 503 with ``Retry-After``)."""
     try:
         state = await rt.states.get(event.key)
         if held(state, event.etag):
             return event
-        if state is None or state.get("etag") != event.etag:
-            await rt.states.set(event.key, "pending", etag=event.etag)
+        if state is None or state.etag != event.etag:
+            await rt.states.put(ImageState(key=event.key, state="pending", etag=event.etag))
         await bus.publish_event(rt.js, event)
     except (NatsError, TimeoutError) as exc:
         raise PixpipeError(Kind.TRANSIENT, f"the bus is not reachable: {exc!r}") from None
@@ -164,7 +166,7 @@ async def retry_failed(rt: Runtime, key: str) -> dict[str, Any]:
     """Put a failed original back in line: out of quarantine if it is there, then a new
     ``object.created`` (its own message id, so the bus does not drop it as a duplicate)."""
     state = await rt.states.get(key)
-    if state is None or state["state"] != "failed":
+    if state is None or state.state != "failed":
         raise NotFailed(f"{key!r} has not failed")
     moved = await rt.stores.quarantine.exists(key)
     if moved:
@@ -175,9 +177,13 @@ async def retry_failed(rt: Runtime, key: str) -> dict[str, Any]:
     if meta is None:
         raise PixpipeError(Kind.MISSING, f"{key} is neither in quarantine nor in originals")
     event = ObjectCreated(key=key, size=meta.size, etag=meta.etag, content_type=meta.content_type)
-    await rt.states.set(key, "pending", etag=event.etag)
+    await rt.states.put(ImageState(key=key, state="pending", etag=event.etag))
     # A moved-back original is a new object (new etag): its usual id also dedups the folder
     # watcher's announcement. One that never left needs an id of its own to pass dedup.
     msg_id = event.msg_id if moved else f"{event.msg_id}#retry-{secrets.token_hex(4)}"
     await bus.publish(rt.js, event.subject, event.to_dict(), msg_id)
     return {"key": key, "state": "pending"}
+
+
+__all__ = ["NotFailed", "announce", "ingest_s3", "publish_created", "retry_failed", "subscribe_s3",
+           "watch_folder"]

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 import pypdfium2 as pdfium
 import pyvips
 
-from ..errors import Kind, PixpipeError
-from .inspect import Source
+from ...errors import Kind, PixpipeError
+from ..source import Source
 
 _LOCK = threading.Lock()  # PDFium is not thread-safe
 
@@ -63,3 +63,6 @@ def render_pdf(data: bytes, width: int, height: int) -> pyvips.Image:
     if stride // bands != w:
         image = image.crop(0, 0, w, h)
     return image.copy(interpretation="srgb")
+
+
+__all__ = ["pdf_header", "render_pdf"]

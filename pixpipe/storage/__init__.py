@@ -1,0 +1,35 @@
+"""Where bytes live: the key rules (``keys.py``) and store URLs opened as obstore stores
+(``stores.py``: local folders, S3 and compatibles, GCS, Azure, memory)."""
+
+from __future__ import annotations
+
+from .keys import MAX_KEY_BYTES, BadKey, dead_letter_key, error_key, state_key, validate_key
+from .stores import (
+    STORE_NAMES,
+    BadStoreUrl,
+    Download,
+    Meta,
+    Store,
+    Stores,
+    bare_etag,
+    open_store,
+    open_stores,
+)
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "STORE_NAMES",
+    "BadKey",
+    "BadStoreUrl",
+    "Download",
+    "Meta",
+    "Store",
+    "Stores",
+    "bare_etag",
+    "dead_letter_key",
+    "error_key",
+    "open_store",
+    "open_stores",
+    "state_key",
+    "validate_key",
+]
