@@ -12,9 +12,12 @@ from typing import Any
 _EXPORTS = {
     "DEFAULT_RECIPE": "recipe", "Recipe": "recipe", "RecipeError": "recipe", "Variant": "recipe",
     "parse_spec": "recipe", "Kind": "errors", "PixpipeError": "errors", "Limits": "limits",
-    "Settings": "config", "load_settings": "config", "Output": "imaging", "Rendered": "imaging",
-    "Source": "imaging", "inspect": "imaging", "render": "imaging", "sniff": "imaging",
+    "Settings": "config", "load_settings": "config", "Output": "imaging.render",
+    "Rendered": "imaging.render", "render": "imaging.render", "inspect": "imaging.inspect",
+    "Source": "imaging.source", "sniff": "imaging.sniff",
 }  # fmt: skip
+# Each name is read from the module that defines it, never from a package attribute that a
+# submodule import could have rebound (``render``, ``inspect`` and ``sniff`` are also modules).
 
 
 def __getattr__(name: str) -> Any:

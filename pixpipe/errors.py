@@ -36,3 +36,8 @@ class PixpipeError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind.value, "message": self.message}
+
+__all__ = [
+    "Kind",
+    "PixpipeError",
+]

@@ -168,3 +168,11 @@ def process(
             if on_result:
                 on_result(result)
     return Report([r for r in results if r is not None], time.perf_counter() - started)
+
+__all__ = [
+    "Job",
+    "Report",
+    "Result",
+    "find_jobs",
+    "process",
+]

@@ -254,3 +254,20 @@ def recipe_id(recipe: Recipe) -> str:
     results stale (workers, Lambda and backfills all compare it)."""
     text = json.dumps([asdict(v) for v in recipe], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+__all__ = [
+    "DEFAULT_RECIPE",
+    "EXTENSIONS",
+    "FITS",
+    "FORMATS",
+    "GRAVITIES",
+    "MAX_SIDE",
+    "Recipe",
+    "RecipeError",
+    "Variant",
+    "parse_colour",
+    "parse_spec",
+    "recipe_id",
+    "strip_extension",
+    "variant_from_mapping",
+]

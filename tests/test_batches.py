@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pixpipe.pipeline import orders as batches
+from pixpipe.pipeline.orders import documents, lifecycle, outcomes
 from pixpipe.pipeline.runtime import runtime
 
 from . import images
@@ -186,8 +187,8 @@ async def test_racing_outcomes_from_two_workers_fire_batch_done_once(
 async def test_watchdog_finishes_a_release_cut_short_by_a_crash(
     tmp_path: Path, nats_server_private, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(batches, "_RECHECK_S", 0.5)
-    monkeypatch.setattr(batches, "_CLAIM_S", 1.0)
+    monkeypatch.setattr(outcomes, "_RECHECK_S", 0.5)
+    monkeypatch.setattr(lifecycle, "_CLAIM_S", 1.0)
     settings = make_settings(tmp_path, nats_server_private.url, variants=SMALL)
     async with running(settings) as pipe:
         done = await _collect(pipe, "pixpipe.batch.done")
@@ -201,9 +202,9 @@ async def test_watchdog_finishes_a_release_cut_short_by_a_crash(
             raise RuntimeError("the API process died here")
 
         # The last upload completes the batch, and the process dies before releasing it.
-        monkeypatch.setattr(batches, "release", dies)
+        monkeypatch.setattr(lifecycle, "release", dies)
         assert (await _upload(pipe, "cut/1.jpg", photo, "order-cut")).status_code == 500
-        monkeypatch.setattr(batches, "release", release)
+        monkeypatch.setattr(lifecycle, "release", release)
         assert (await _batch(pipe, "order-cut"))["state"] == "processing"
 
         await eventually(lambda: len(done) == 1, timeout=20)
@@ -226,9 +227,9 @@ async def test_watchdog_recounts_outcomes_whose_count_was_lost(tmp_path: Path, n
             await rt.stores.originals.put(key, images.jpeg(images.solid(8, 8)))
             await batches.hold(rt, "lost", key)
         # Both outcomes written, then the process died before counting them.
-        kv = await batches.bucket(rt)
-        await kv.create(batches._outcome_key("lost", "lost/0.jpg"), b"done")
-        await kv.create(batches._outcome_key("lost", "lost/1.jpg"), b"failed")
+        kv = await documents.bucket(rt)
+        await kv.create(documents.outcome_key("lost", "lost/0.jpg"), b"done")
+        await kv.create(documents.outcome_key("lost", "lost/1.jpg"), b"failed")
         assert (await batches.status(rt, "lost"))["state"] == "processing"
 
         assert await batches.check(rt, "lost") is not None  # it looks again later …

@@ -222,3 +222,16 @@ def cli_options(
         recipe, limits, override(prices, changes, "command line"), container=container,
         chart=None if no_chart else chart, **rest,
     )  # fmt: skip
+
+__all__ = [
+    "QUICK_SIZES",
+    "CostOptions",
+    "Outcome",
+    "cli_options",
+    "compute",
+    "price",
+    "progress_bar",
+    "quick_sample",
+    "run",
+    "sample_cache",
+]

@@ -195,3 +195,13 @@ def _containers(
         container, count, container.slots(worst.peak_rss_mb), workload.peak(average.cpu_s),
         monthly, per_1000(monthly, workload.images_per_day),
     )  # fmt: skip
+
+__all__ = [
+    "TIE",
+    "Choice",
+    "ContainerPlan",
+    "Estimate",
+    "MemoryRow",
+    "estimate",
+    "estimate_stated",
+]

@@ -382,3 +382,9 @@ def find_images(inputs: Iterable[Path], limit: int = DEFAULT_LIMIT) -> list[Path
     from ..offline import find_jobs
 
     return [job.path for job in find_jobs(inputs)][:limit]
+
+__all__ = [
+    "DEFAULT_LIMIT", "POLL_S", "RUN_TIMEOUT_S", "SYNTHETIC_SIZES", "THROTTLE_PERIOD_S",
+    "CpuLimit", "ImageMeasure", "Progress", "Run", "Sample", "default_limits", "find_images",
+    "measure", "synthetic_sample",
+]  # fmt: skip

@@ -175,3 +175,20 @@ def break_even(fixed_monthly: float, lambda_at: Callable[[float], float]) -> flo
         if high - low < 1e-3:
             break
     return (low + high) / 2
+
+__all__ = [
+    "ARCHES",
+    "LAMBDA_MEMORY_MB",
+    "MB_PER_VCPU",
+    "MEMORY_HEADROOM",
+    "Container",
+    "LambdaBill",
+    "Profile",
+    "Workload",
+    "break_even",
+    "containers_needed",
+    "lambda_monthly",
+    "lambda_seconds",
+    "per_1000",
+    "tiered",
+]

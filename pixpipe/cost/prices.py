@@ -116,3 +116,15 @@ def _tiers(name: str, value: Any, source: str) -> Tiers:
         )
     # The last tier has no upper limit (TOML has no null, so its first number is ignored).
     return (*pairs[:-1], (None, pairs[-1][1]))
+
+__all__ = [
+    "DAYS_PER_MONTH",
+    "DEFAULT_PRICES",
+    "FREE_EPHEMERAL_MB",
+    "FREE_FARGATE_STORAGE_GB",
+    "HOURS_PER_MONTH",
+    "Prices",
+    "Tiers",
+    "load_prices",
+    "override",
+]

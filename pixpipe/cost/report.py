@@ -210,3 +210,14 @@ def _measured_points(axis: Axes, sample: Sample) -> None:
             walls = [sample.wall(lim)[0] * scale for lim in limits]
             label = f"measured, {threads} thread{'s' if threads > 1 else ''} (average)"
             axis.plot(memory, walls, marker, color="black", linestyle="none", label=label)
+
+__all__ = [
+    "DEFAULT_CHART",
+    "alternatives_table",
+    "memory_table",
+    "print_report",
+    "sample_table",
+    "usd",
+    "verdict",
+    "write_chart",
+]

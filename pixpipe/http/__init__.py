@@ -1,1 +1,3 @@
 """HTTP: the API (``app.py``) and CDN-style delivery (``delivery.py``)."""
+
+__all__: list[str] = []

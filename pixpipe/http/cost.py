@@ -79,3 +79,10 @@ async def _sample(app: FastAPI, recipe: Recipe, limits: Limits) -> Sample:
         if recipe not in samples:
             samples[recipe] = await anyio.to_thread.run_sync(quick_sample, recipe, limits)
     return samples[recipe]
+
+__all__ = [
+    "STATIC",
+    "cost",
+    "cost_page",
+    "router",
+]

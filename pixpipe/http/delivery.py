@@ -164,3 +164,16 @@ def _byte_range(header: str | None, size: int) -> tuple[int | None, int | None]:
     if start >= size or start >= end:
         raise HTTPException(416, headers={"Content-Range": f"bytes */{size}"})
     return start, end
+
+__all__ = [
+    "IMMUTABLE",
+    "MEDIA_TYPES",
+    "NO_STORE",
+    "REVALIDATE",
+    "SAFE",
+    "original",
+    "router",
+    "serve",
+    "serve_bytes",
+    "variant",
+]

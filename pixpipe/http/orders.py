@@ -1,5 +1,5 @@
 """Orders (batches): ``POST /v1/batches``, ``GET /v1/batches/{id}``, and the hold that
-``POST /v1/images?batch=ID`` puts on an upload (the logic is ``pipeline/orders.py``)."""
+``POST /v1/images?batch=ID`` puts on an upload (the logic is ``pipeline/orders/``)."""
 
 from __future__ import annotations
 

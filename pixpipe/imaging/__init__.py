@@ -34,6 +34,12 @@ class _Package(types.ModuleType):
     declines that binding, so ``pixpipe.imaging.render`` is the function (through
     ``__getattr__``) whichever module was imported first. ``from pixpipe.imaging.render
     import …`` still finds the submodule: it reads ``sys.modules``, not the attribute.
+
+    A plain lazy package cannot keep that promise: the import system binds the submodule on
+    the package as soon as it is loaded, even inside ``from pixpipe.imaging import render``
+    (``__getattr__`` loads it, then the statement reads the attribute again), so callers such
+    as ``jobs.pool`` and ``offline`` would get the module. ``pixpipe``'s own lazy names do not
+    rely on this: they read each function from its submodule.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:

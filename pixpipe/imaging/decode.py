@@ -40,3 +40,7 @@ def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -
         raise PixpipeError(
             Kind.CORRUPT, f"{source.format} cannot be decoded: {vips_message(exc)}"
         ) from None
+
+__all__ = [
+    "decode",
+]

@@ -33,3 +33,9 @@ def encode(image: pyvips.Image, fmt: str, variant: Variant) -> bytes:
     if fmt == "gif":
         return image.gifsave_buffer(keep=keep)
     raise ValueError(f"no encoder for {fmt!r}")
+
+__all__ = [
+    "ALPHA_FORMATS",
+    "MIME_TYPES",
+    "encode",
+]

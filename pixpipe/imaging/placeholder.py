@@ -32,3 +32,8 @@ def dominant(rgba: bytes) -> str:
     members = [p for p in pixels if (p[0] >> 4, p[1] >> 4, p[2] >> 4) == top]
     mean = [sum(p[c] for p in members) // len(members) for c in range(3)]
     return "#{:02x}{:02x}{:02x}".format(*mean)
+
+__all__ = [
+    "dominant",
+    "placeholder",
+]

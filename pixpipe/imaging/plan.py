@@ -63,3 +63,9 @@ def base_size(width: int, height: int, geometries: list[Geometry]) -> tuple[int,
     base_w = max(round(width * scale), *(g.resize[0] for g in geometries))
     base_h = max(round(height * scale), *(g.resize[1] for g in geometries))
     return max(1, base_w), max(1, base_h)
+
+__all__ = [
+    "Geometry",
+    "base_size",
+    "geometry",
+]

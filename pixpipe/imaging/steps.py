@@ -70,3 +70,12 @@ def shape(image: pyvips.Image, geometry: Geometry, variant: Variant) -> pyvips.I
     if variant.fit == "contain":
         return embed(image, geometry.final, variant.background)
     return crop(image, geometry.final, variant.gravity)
+
+__all__ = [
+    "crop",
+    "embed",
+    "flatten",
+    "resize",
+    "shape",
+    "to_srgb",
+]

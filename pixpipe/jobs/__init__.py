@@ -9,3 +9,5 @@ the backfill, ``POST /v1/invoke`` and ``pixpipe invoke``.
 - ``backfill.py``: only some variants, only where missing or stale;
 - ``pool.py``: render processes (a crash costs one image, never the caller).
 """
+
+__all__: list[str] = []

@@ -104,3 +104,12 @@ class RenderPool:
     def close(self) -> None:
         self._pool.stop()
         self._pool.join(timeout=10)
+
+__all__ = [
+    "MAX_TASKS_PER_PROCESS",
+    "RenderPool",
+    "failure",
+    "init_process",
+    "start_pool",
+    "threads_per_process",
+]

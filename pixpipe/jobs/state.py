@@ -10,9 +10,11 @@ about: a delivery that finds both unchanged and the state final has nothing left
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, ConfigDict, Field
+
+from ..documents import Document
 
 STATES = ("pending", "processing", "done", "failed")
 FINAL = ("done", "failed")
@@ -23,7 +25,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Frozen(BaseModel):
+class _Frozen(Document):
+    # ``delivery`` was an int (``event_seq``) in documents written before it had a name.
     model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
 
 
@@ -79,16 +82,12 @@ class ImageState(_Frozen):
     def final(self) -> bool:
         return self.state in FINAL
 
-    def but(self, **changes: Any) -> ImageState:
+    def but(self, **changes: Any) -> Self:
         """A copy with ``changes`` (validated) and a fresh ``updated``."""
-        return ImageState.model_validate({**self.model_dump(), **changes, "updated": _now()})
+        return super().but(**changes, updated=_now())
 
     def to_json(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> ImageState:
-        return cls.model_validate_json(data)
+        return self.model_dump_json(exclude_none=True).encode()  # as written before it had a model
 
 
 class StateStore(Protocol):

@@ -3,6 +3,8 @@ over the job core (``pixpipe.jobs``) on the bus (``pixpipe.bus``).
 
 ``runtime.py`` (a connected process) · ``ingest.py`` (uploads, dropped files, S3
 notifications → ``object.created``) · ``worker.py`` (variants) · ``backup.py`` · ``notify.py``
-(webhooks) · ``deadletters.py`` · ``orders.py`` (batches) · ``backfill.py`` (reprocess) ·
+(webhooks) · ``deadletters.py`` · ``orders/`` (batches) · ``backfill.py`` (reprocess) ·
 ``states.py`` (image state in KV) · ``roles.py`` (runs them all, supervised).
 """
+
+__all__: list[str] = []

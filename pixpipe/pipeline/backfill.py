@@ -12,7 +12,8 @@ Safe to interrupt and rerun. A run is named by what it asks (the variants' specs
 without one (a rerun of a finished run is a new generation that looks at everything again).
 Chunks go out with ``Nats-Msg-Id`` = ``{run}-{generation}.{chunk}``, and a worker skips an
 original whose variant file is there and was made from its etag with this spec, so
-redeliveries and overlapping runs re-render nothing.
+redeliveries and overlapping runs re-render nothing. The chunk job, its outcome and the
+run's record are the frozen models of ``backfill_docs.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import nats.errors
@@ -35,6 +36,7 @@ from ..jobs.backfill import backfill, fingerprint
 from ..logs import log
 from ..recipe import Recipe
 from ..storage import BadKey, validate_key
+from .backfill_docs import ChunkJob, ChunkOutcome, Failure, Original, RunRecord
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -57,8 +59,8 @@ def run_name(recipe: Recipe, prefix: str, missing_only: bool) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _chunk_name(run: str, originals: Sequence[dict[str, Any]]) -> str:
-    text = json.dumps([run, [[o["key"], o["etag"]] for o in originals]])
+def _chunk_name(run: str, originals: Sequence[Original]) -> str:
+    text = json.dumps([run, [[o.key, o.etag] for o in originals]])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -139,7 +141,7 @@ async def coordinate(
     run = f"{name}-{generation}"
     report = Report(name, generation, recipe.names, prefix, missing_only)
     started = time.monotonic()
-    outcomes: dict[str, dict[str, Any]] = {}  # chunk → its outcome; ids only, never keys
+    outcomes: dict[str, ChunkOutcome] = {}  # chunk → its outcome; ids only, never keys
     ours: set[str] = set()
     changed = asyncio.Event()
 
@@ -148,11 +150,11 @@ async def coordinate(
         report.failures = []
         for chunk in ours & outcomes.keys():
             outcome = outcomes[chunk]
-            report.done += outcome["done"]
-            report.skipped += outcome["skipped"]
-            report.failed += len(outcome["failed"])
+            report.done += outcome.done
+            report.skipped += outcome.skipped
+            report.failed += len(outcome.failed)
             room = _MAX_FAILURES_KEPT - len(report.failures)
-            report.failures += outcome["failed"][: max(room, 0)]
+            report.failures += [f.model_dump() for f in outcome.failed[: max(room, 0)]]
         report.seconds = time.monotonic() - started
         if on_progress is not None:
             on_progress(report)
@@ -162,7 +164,7 @@ async def coordinate(
         try:
             async for entry in watcher:
                 if entry is not None and entry.value:
-                    outcomes[entry.key.split(".", 1)[1]] = json.loads(entry.value)
+                    outcomes[entry.key.split(".", 1)[1]] = ChunkOutcome.from_json(entry.value)
                     changed.set()
         finally:
             with contextlib.suppress(Exception):
@@ -170,7 +172,7 @@ async def coordinate(
 
     following = asyncio.create_task(follow())
     try:
-        specs = [asdict(v) for v in recipe]
+        specs = ChunkJob.specs(recipe)
         async for page in rt.stores.originals.list(prefix, page_size=page_size):
             report.pages += 1
             report.listed += len(page)
@@ -191,7 +193,8 @@ async def coordinate(
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
             await following
-    await kv.put(f"runs.{name}", json.dumps({"generation": generation, "complete": True}).encode())
+    done = RunRecord(generation=generation, complete=True)
+    await kv.put(RunRecord.key_for(name), done.to_json())
     log.info("reprocess %s: %d done, %d up to date, %d failed", run, report.done,
              report.skipped, report.failed)  # fmt: skip
     return report
@@ -200,12 +203,12 @@ async def coordinate(
 async def _generation(kv: KeyValue, name: str) -> int:
     """The generation to run: the last one again if it did not finish, else the next."""
     try:
-        last = json.loads((await kv.get(f"runs.{name}")).value or b"{}")
+        last = RunRecord.from_json((await kv.get(RunRecord.key_for(name))).value or b"{}")
     except KeyNotFoundError:
-        last = {}
-    generation = int(last.get("generation", 0)) + (1 if last.get("complete", True) else 0)
-    await kv.put(f"runs.{name}", json.dumps({"generation": generation, "complete": False}).encode())
-    return generation
+        last = RunRecord()
+    record = last.next()
+    await kv.put(RunRecord.key_for(name), record.to_json())
+    return record.generation
 
 
 async def _publish(
@@ -213,26 +216,26 @@ async def _publish(
     kv: KeyValue,
     report: Report,
     run: str,
-    specs: list[dict[str, Any]],
+    specs: tuple[dict[str, Any], ...],
     metas: Sequence[Meta],
-    outcomes: dict[str, dict[str, Any]],
+    outcomes: dict[str, ChunkOutcome],
     ours: set[str],
 ) -> None:
-    originals = [{"key": m.key, "etag": m.etag} for m in metas]
-    chunk = _chunk_name(run, originals)
-    ours.add(chunk)
-    if chunk not in outcomes:
+    """Publish the chunk of ``metas`` unless an earlier invocation of the run finished it."""
+    originals = tuple(Original(key=m.key, etag=m.etag) for m in metas)
+    job = ChunkJob(run=run, chunk=_chunk_name(run, originals), variants=specs,
+                   originals=originals, missing_only=report.missing_only)  # fmt: skip
+    ours.add(job.chunk)
+    if job.chunk not in outcomes:
         try:
-            entry = await kv.get(f"{run}.{chunk}")
-            outcomes[chunk] = json.loads(entry.value or b"{}")
+            entry = await kv.get(job.key)
+            outcomes[job.chunk] = ChunkOutcome.from_json(entry.value or b"{}")
         except KeyNotFoundError:
             pass
-    if chunk in outcomes:
+    if job.chunk in outcomes:
         report.resumed += len(originals)
         return
-    job = {"run": run, "chunk": chunk, "variants": specs, "originals": originals,
-           "missing_only": report.missing_only}  # fmt: skip
-    await bus.publish(rt.js, SUBJECT, job, f"{run}.{chunk}")
+    await bus.publish(rt.js, SUBJECT, job.to_dict(), job.key)
     report.published += 1
 
 
@@ -254,40 +257,43 @@ class Reprocessor:
         )  # fmt: skip
 
     async def handle(self, msg: Msg) -> None:
-        job = bus.decode(msg)
-        recipe = Recipe.parse(job["variants"])
+        """Backfill a chunk's originals and record its outcome; a transient failure of any
+        of them brings the whole chunk back."""
+        job = ChunkJob.from_json(msg.data)
+        recipe = job.recipe()
         slots = asyncio.Semaphore(_PER_CHUNK)
-        outcome: dict[str, Any] = {"done": 0, "skipped": 0, "failed": []}
 
-        async def one(original: dict[str, Any]) -> None:
+        async def one(original: Original) -> bool | Failure:
             async with slots:
                 try:
-                    rendered = await backfill(self.ctx, original["key"], recipe,
-                                              job["missing_only"])  # fmt: skip
+                    return await backfill(self.ctx, original.key, recipe, job.missing_only)
                 except PixpipeError as exc:
                     if not exc.kind.permanent:
                         raise
-                    outcome["failed"].append({"key": original["key"], **exc.to_dict()})
-                    return
-                outcome["done" if rendered else "skipped"] += 1
+                    return Failure.of(original.key, exc)
 
         async with bus.heartbeat(msg, self.beat_every):
-            results = await asyncio.gather(*(one(o) for o in job["originals"]),
+            results = await asyncio.gather(*(one(o) for o in job.originals),
                                            return_exceptions=True)  # fmt: skip
         for result in results:
             if isinstance(result, BaseException):
                 raise result  # the chunk comes back; the originals finished now are skipped
+        outcome = ChunkOutcome(
+            done=sum(r is True for r in results), skipped=sum(r is False for r in results),
+            failed=tuple(r for r in results if isinstance(r, Failure)),
+        )  # fmt: skip
         await self._record(job, outcome)
 
     async def give_up(self, msg: Msg, error: PixpipeError, attempts: int) -> None:
-        job = bus.decode(msg)
-        failed = [{"key": o["key"], **error.to_dict()} for o in job["originals"]]
-        await self._record(job, {"done": 0, "skipped": 0, "failed": failed})
+        """Out of retries: every original of the chunk failed with ``error``."""
+        job = ChunkJob.from_json(msg.data)
+        failed = tuple(Failure.of(o.key, error) for o in job.originals)
+        await self._record(job, ChunkOutcome(failed=failed))
 
-    async def _record(self, job: dict[str, Any], outcome: dict[str, Any]) -> None:
+    async def _record(self, job: ChunkJob, outcome: ChunkOutcome) -> None:
         if self.kv is None:
             self.kv = await self.rt.js.key_value(bus.REPROCESS_BUCKET)
-        await self.kv.put(f"{job['run']}.{job['chunk']}", json.dumps(outcome).encode())
+        await self.kv.put(job.key, outcome.to_json())
 
 
 async def run_reprocess_jobs(rt: Runtime, pool: RenderPool, stop: asyncio.Event) -> None:

@@ -1,0 +1,74 @@
+"""The long-running roles: ``pixpipe up`` (everything), ``worker`` and ``api`` (one role each)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..config import Settings
+from .common import ConfigOpt, DataDirOpt, err, settings_or_fail
+
+if TYPE_CHECKING:
+    from ..pipeline.roles import Roles
+
+HostOpt = Annotated[str, typer.Option("--host", help="Interface for the HTTP service.")]
+PortOpt = Annotated[int, typer.Option("--port", help="Port for the HTTP service.")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", help="Render processes (default: one per core).")
+]
+
+
+def up(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000, workers: WorkersOpt = 0,
+) -> None:  # fmt: skip
+    """The whole system on one machine: bus, workers, backup, notifications, HTTP API."""
+    from ..pipeline.roles import Roles
+
+    _serve(settings_or_fail(config, data_dir), Roles(True, True, workers, host, port))
+
+
+def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None, workers: WorkersOpt = 0) -> None:
+    """The worker role alone (variants, backup, notify), against a shared bus and stores."""
+    from ..pipeline.roles import Roles
+
+    _serve(settings_or_fail(config, data_dir), Roles(True, False, workers))
+
+
+def api(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+) -> None:  # fmt: skip
+    """The HTTP role alone (uploads, state, delivery, ingest), against a shared bus."""
+    from ..pipeline.roles import Roles
+
+    _serve(settings_or_fail(config, data_dir), Roles(False, True, 0, host, port))
+
+
+def _serve(settings: Settings, roles: Roles) -> None:
+    import asyncio
+
+    from ..logs import configure_logging
+    from ..pipeline.roles import serve
+
+    configure_logging()
+
+    def ready(rt: object, url: str) -> None:
+        if not roles.api:
+            err.print(f"[green]worker ready[/green] ({roles.workers or 'one per core'} renderers)")
+            return
+        from ..http.app import api_keys
+
+        key = api_keys(settings, create=True)[0]
+        err.print(f"[green]pixpipe is up[/green] at [bold]{url}[/bold]  (dashboard: {url}/)")
+        err.print(f"API key: [bold]{key}[/bold]")
+        err.print(
+            f'try: curl -H "Authorization: Bearer {key}" --data-binary @photo.jpg '
+            f'"{url}/v1/images?key=photo.jpg"'
+        )
+
+    asyncio.run(serve(settings, roles, on_ready=ready))
+
+
+__all__ = ["api", "up", "worker"]

@@ -1,0 +1,222 @@
+"""The job core (``pixpipe.jobs``), the same on every runtime: one contract suite run over the
+pipeline's ports (image state in a real JetStream KV bucket) and the Lambda's (state records
+in the variants store), as the stores' suite runs over every store; the retry policy as a
+table; and the direct resize giving the same key and bytes over HTTP, the CLI and Lambda."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from pixpipe import bus
+from pixpipe.aws import handler
+from pixpipe.aws.runtime import RecordStates
+from pixpipe.cli import app
+from pixpipe.config import RetryModel
+from pixpipe.errors import Kind, PixpipeError
+from pixpipe.events import Event, ImageFailed, ImageProcessed, ObjectCreated
+from pixpipe.imaging import render
+from pixpipe.jobs import variants
+from pixpipe.jobs.retry import Action, backoff, decide
+from pixpipe.jobs.variants import Context
+from pixpipe.limits import Limits
+from pixpipe.pipeline.states import KvStates
+from pixpipe.recipe import Recipe
+from pixpipe.storage import Stores, open_store
+
+from . import images
+from .pipeline import make_settings, running
+from .test_aws import CONTEXT as LAMBDA
+
+RECIPE = Recipe.parse(["s=200x200", "t=64x64,cover"])
+LIMITS = Limits()
+
+# ---- the retry policy, as a table ----------------------------------------------------------
+
+PERMANENT = [Kind.CORRUPT, Kind.UNSUPPORTED, Kind.TOO_LARGE, Kind.MISSING]
+
+
+@pytest.mark.parametrize(
+    ("kind", "delivered", "attempts", "action"),
+    [
+        (None, 1, 3, Action.ACK),
+        (None, 3, 3, Action.ACK),
+        *[(kind, n, 3, Action.GIVE_UP) for kind in PERMANENT for n in (1, 2, 3)],
+        (Kind.TRANSIENT, 1, 3, Action.RETRY),
+        (Kind.TRANSIENT, 2, 3, Action.RETRY),
+        (Kind.TRANSIENT, 3, 3, Action.GIVE_UP),
+        (Kind.TRANSIENT, 4, 3, Action.GIVE_UP),  # a delivery past the limit: record it
+        (Kind.TRANSIENT, 1, 1, Action.GIVE_UP),
+        (Kind.TRANSIENT, 50, -1, Action.RETRY),  # patient consumers never give up
+        (Kind.CORRUPT, 1, -1, Action.GIVE_UP),  # … except on what can never succeed
+    ],
+)
+def test_retry_policy(kind: Kind | None, delivered: int, attempts: int, action: Action) -> None:
+    error = PixpipeError(kind, "x") if kind else None
+    assert decide(error, delivered, attempts) is action
+
+
+def test_backoff_follows_the_configured_steps() -> None:
+    retry = RetryModel(attempts=5, backoff_s=[2, 10])
+    assert [backoff(retry, n) for n in (1, 2, 3, 4)] == [2, 10, 10, 10]
+
+
+# ---- one contract suite over both runtimes' ports -------------------------------------------
+
+
+@dataclasses.dataclass
+class Ports:
+    ctx: Context
+    events: list[Event]
+
+
+async def _render(data: bytes, recipe: Recipe) -> Any:
+    return render(data, recipe, LIMITS)
+
+
+def _stores(tmp_path: Path) -> Stores:
+    names = ("originals", "variants", "backup", "quarantine", "cache")
+    unique = uuid.uuid4().hex[:8]
+    return Stores(**{n: open_store(f"memory://jobs-{unique}-{n}") for n in names})
+
+
+@pytest.fixture(params=["pipeline", "lambda"])
+async def ports(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ports]:
+    """The job core's ports as each runtime fills them in (events recorded, not sent)."""
+    stores = _stores(tmp_path)
+    events: list[Event] = []
+
+    async def publish(event: Event) -> None:
+        events.append(event)
+
+    if request.param == "lambda":
+        records = RecordStates(stores.variants)
+        yield Ports(Context(stores, records, publish, _render, RECIPE), events)
+        return
+    nc = await bus.connect(request.getfixturevalue("nats_server").url, max_reconnect_attempts=3)
+    try:
+        jsc = nc.jetstream()
+        for info in await jsc.streams_info():  # an empty JetStream, as the `js` fixture does
+            await jsc.delete_stream(info.config.name)
+        states = KvStates(await bus.ensure_topology(jsc))
+        yield Ports(Context(stores, states, publish, _render, RECIPE), events)
+    finally:
+        await nc.close()
+
+
+async def _upload(ports: Ports, key: str, data: bytes) -> ObjectCreated:
+    etag = await ports.ctx.stores.originals.put(key, data)
+    return ObjectCreated(key=key, size=len(data), etag=etag)
+
+
+async def test_an_original_becomes_its_variants_a_done_state_and_one_event(ports: Ports) -> None:
+    event = await _upload(ports, "users/42/IMG 0001.jpg", images.jpeg(images.photo(640, 400)))
+    outcome = await variants.render_variants(ports.ctx, event, 1, delivery="7")
+    assert outcome.state == "done"
+    state = await ports.ctx.states.get(event.key)
+    assert state is not None and state.state == "done" and state.etag == event.etag
+    assert {n: (v.width, v.height) for n, v in state.variants.items()} == {
+        "s": (200, 125), "t": (64, 64)
+    }  # fmt: skip
+    assert await ports.ctx.stores.variants.exists("s/users/42/IMG 0001.jpg")
+    assert [type(e) for e in ports.events] == [ImageProcessed]
+    assert ports.events[0].etag == event.etag  # type: ignore[attr-defined]
+
+
+async def test_a_repeated_delivery_is_skipped_and_the_same_one_announces_again(
+    ports: Ports,
+) -> None:
+    event = await _upload(ports, "a.jpg", images.jpeg(images.photo(300, 200)))
+    await variants.render_variants(ports.ctx, event, 1, delivery="7")
+    made = await ports.ctx.stores.variants.head("s/a.jpg")
+    other = await variants.render_variants(ports.ctx, event, 1, delivery="8")
+    assert other.state == "skipped" and len(ports.events) == 1
+    again = await variants.render_variants(ports.ctx, event, 2, delivery="7")
+    assert again.state == "skipped"
+    assert [type(e) for e in ports.events] == [ImageProcessed, ImageProcessed]
+    assert await ports.ctx.stores.variants.head("s/a.jpg") == made  # never rendered again
+
+
+async def test_a_new_upload_of_the_key_is_rendered_again(ports: Ports) -> None:
+    first = await _upload(ports, "b.jpg", images.jpeg(images.photo(300, 200)))
+    await variants.render_variants(ports.ctx, first, 1)
+    second = await _upload(ports, "b.jpg", images.jpeg(images.photo(300, 100, seed=2)))
+    assert (await variants.render_variants(ports.ctx, second, 1)).state == "done"
+    state = await ports.ctx.states.get("b.jpg")
+    assert state is not None and state.etag == second.etag
+    assert (state.variants["s"].width, state.variants["s"].height) == (200, 67)
+
+
+async def test_a_permanent_failure_quarantines_and_a_redelivery_finds_it_done_with(
+    ports: Ports,
+) -> None:
+    event = await _upload(ports, "bad.jpg", images.truncated(images.jpeg(images.photo())))
+    with pytest.raises(PixpipeError) as raised:
+        await variants.render_variants(ports.ctx, event, 1)
+    assert raised.value.kind is Kind.CORRUPT
+    assert (await variants.fail(ports.ctx, "bad.jpg", raised.value, 1)).state == "failed"
+    stores = ports.ctx.stores
+    assert not await stores.originals.exists("bad.jpg")
+    assert await stores.quarantine.exists("bad.jpg")
+    record = json.loads(await stores.quarantine.get("bad.jpg.error.json"))
+    assert (record["kind"], record["attempts"]) == ("corrupt", 1)
+    state = await ports.ctx.states.get("bad.jpg")
+    assert state is not None and state.state == "failed" and state.quarantined
+    assert state.error is not None and state.error.kind == "corrupt"
+    assert [type(e) for e in ports.events] == [ImageFailed]
+    # The same notification again: the state says it failed for this very version.
+    assert (await variants.render_variants(ports.ctx, event, 1)).state == "skipped"
+
+
+async def test_a_transient_failure_keeps_the_original(ports: Ports) -> None:
+    event = await _upload(ports, "t.jpg", images.jpeg(images.photo(200, 200)))
+    error = PixpipeError(Kind.TRANSIENT, "the store timed out")
+    await variants.fail(ports.ctx, "t.jpg", error, 3)
+    assert await ports.ctx.stores.originals.exists("t.jpg")
+    state = await ports.ctx.states.get("t.jpg")
+    assert state is not None and state.state == "failed" and not state.quarantined
+    assert event.etag  # the original stays, so a retry can finish it
+
+
+# ---- one direct resize on every runtime -----------------------------------------------------
+
+
+async def test_direct_resize_same_key_and_bytes_over_http_cli_and_lambda(
+    tmp_path: Path, nats_server_private, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, original = "users/42/IMG 0001.jpg", images.jpeg(images.photo(900, 600))
+    results: dict[str, tuple[str, bytes]] = {}
+    for runtime in ("http", "cli", "lambda"):
+        data_dir = tmp_path / runtime
+        (data_dir / "originals" / "users" / "42").mkdir(parents=True)
+        (data_dir / "originals" / key).write_bytes(original)
+        if runtime == "http":
+            async with running(make_settings(data_dir, nats_server_private.url)) as pipe:
+                response = await pipe.http.post(
+                    "/v1/invoke", json={"key": key, "maxDimension": 300},
+                    headers={"Authorization": "Bearer test-key"},
+                )  # fmt: skip
+                assert response.status_code == 200, response.text
+                result_key = response.json()["resultKey"]
+        elif runtime == "cli":
+            args = ["invoke", key, "--max-dimension", "300", "--data-dir", str(data_dir)]
+            run = await asyncio.to_thread(CliRunner().invoke, app, args)
+            assert run.exit_code == 0, run.output
+            result_key = json.loads(run.output)["resultKey"]
+        else:
+            monkeypatch.setenv("PIXPIPE_DATA_DIR", str(data_dir))
+            monkeypatch.chdir(tmp_path)
+            payload = {"key": key, "maxDimension": 300}
+            result_key = (await asyncio.to_thread(handler, payload, LAMBDA))["resultKey"]
+        results[runtime] = (result_key, (data_dir / "variants" / result_key).read_bytes())
+    assert {k for k, _ in results.values()} == {"max300/users/42/IMG 0001.jpg"}
+    assert len({data for _, data in results.values()}) == 1, "the three runtimes differ"
+    assert images.decoded(results["http"][1]).width == 300
