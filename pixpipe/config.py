@@ -50,6 +50,9 @@ class BusModel(BaseModel):
 class RetryModel(BaseModel):
     attempts: int = Field(3, ge=1)
     backoff_s: list[float] = Field(default_factory=lambda: [60.0, 120.0])
+    # An image still ``pending`` this long after it was announced (its ``object.created`` lost
+    # with the bus, a batch hold cut short) is announced again (``pipeline/reconcile.py``).
+    reannounce_after_s: float = Field(300.0, gt=0)
 
 
 def _split_csv(value: Any) -> Any:

@@ -52,6 +52,7 @@ class ObjectCreated(Event):
     content_type: str | None = None
     time: datetime = Field(default_factory=_now)
     bucket: str | None = None  # set when it came from a bucket notification
+    again: bool | None = None  # announced again by pixpipe (an id of its own, past dedup)
 
     @field_validator("etag")
     @classmethod
@@ -61,7 +62,8 @@ class ObjectCreated(Event):
 
     @property
     def msg_id(self) -> str:
-        return f"{self.key}@{self.etag or self.time.isoformat()}"
+        first = f"{self.key}@{self.etag or self.time.isoformat()}"
+        return f"{first}#again@{self.time.isoformat()}" if self.again else first
 
 
 class VariantInfo(BaseModel):
@@ -74,6 +76,7 @@ class VariantInfo(BaseModel):
     height: int
     bytes: int
     format: str
+    version: str | None = None  # the ``?v=`` that makes its URL immutable (``Variant.version``)
 
 
 class ImageProcessed(Event):

@@ -121,6 +121,18 @@ class Variant:
         """``{variant}/{key without extension}.{ext}`` (PRODUCT.md §2)."""
         return f"{self.name}/{strip_extension(key)}.{self.extension(source_format)}"
 
+    @property
+    def fingerprint(self) -> str:
+        """What this variant's pixels depend on: a changed spec makes its old files stale."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def version(self, etag: str | None) -> str:
+        """The version of this variant made from the original with ``etag``: it changes when
+        the original or the spec does, so a URL carrying it may be cached for ever."""
+        text = f"{etag or ''}:{self.fingerprint}"
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def spec(self) -> str:
         """The short spec that parses back to this variant (defaults left out)."""
         size = f"{self.width or ''}x{self.height or ''}"

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.conftest_services"]
+pytest_plugins = ["tests.conftest_services", "tests.job_ports"]

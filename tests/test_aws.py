@@ -200,7 +200,7 @@ def test_sqs_batch_quarantines_the_bad_original_and_keeps_the_good(aws: Deployme
     assert aws.head("variants", "m/good.jpg") is not None
     assert aws.head("originals", "bad.jpg") is None
     assert aws.read("quarantine", "bad.jpg").startswith(b"\xff\xd8")
-    record = json.loads(aws.read("quarantine", "bad.jpg.error.json"))
+    record = json.loads(aws.read("quarantine", "_pixpipe/errors/bad.jpg.json"))
     assert record["kind"] in ("corrupt", "unsupported") and record["attempts"] == 1
 
 
@@ -227,7 +227,7 @@ def test_sqs_batch_reports_transient_failures_only(
     assert aws.head("variants", "m/good.jpg") is not None
     assert aws.head("originals", "flaky.jpg") is not None  # transient: the original stays
     # The last attempt (maxReceiveCount = retry.attempts = 3) is recorded before the DLQ.
-    recorded = aws.head("quarantine", "flaky.jpg.error.json") is not None
+    recorded = aws.head("quarantine", "_pixpipe/errors/flaky.jpg.json") is not None
     assert recorded == (receive_count == 3)
     assert aws.head("quarantine", "flaky.jpg") is None
 
@@ -250,9 +250,10 @@ def test_duplicate_delivery_of_a_quarantined_original(aws: Deployment) -> None:
     bad = aws.upload("bad.png", b"GIF89a but nothing else")
     event = aws.s3_event("bad.png", bad)
     assert states(handler(event, CONTEXT)) == ["failed"]
-    record = aws.read("quarantine", "bad.png.error.json")
+    record = aws.read("quarantine", "_pixpipe/errors/bad.png.json")
     assert states(handler(event, CONTEXT)) == ["skipped"]
-    assert aws.read("quarantine", "bad.png.error.json") == record  # the first record is kept
+    # The first record is kept.
+    assert aws.read("quarantine", "_pixpipe/errors/bad.png.json") == record
 
 
 def test_direct_invoke_resizes_one_original(aws: Deployment) -> None:
@@ -449,6 +450,15 @@ def test_template_has_what_the_contract_names() -> None:
     routes = [(b["PathPattern"], origins[b["TargetOriginId"]]) for b in config["CacheBehaviors"]]
     assert routes == [("uploads/images/original/*", "UploadsBucket"),
                       ("uploads/images/*", "ProcessedBucket")]  # fmt: skip
+    # Variants are cached by path and version; only a versioned URL is made immutable.
+    variants = config["CacheBehaviors"][1]
+    policy = resources[variants["CachePolicyId"]["Ref"]]["Properties"]["CachePolicyConfig"]
+    query = policy["ParametersInCacheKeyAndForwardedToOrigin"]["QueryStringsConfig"]
+    assert query == {"QueryStringBehavior": "whitelist", "QueryStrings": ["v"]}
+    (association,) = variants["FunctionAssociations"]
+    function = resources[association["FunctionARN"]["Fn::GetAtt"][0]]["Properties"]
+    assert association["EventType"] == "viewer-response"
+    assert "querystring.v" in function["FunctionCode"] and "immutable" in function["FunctionCode"]
     assert "ProcessedTopic" in _of_type(resources, "AWS::SNS::Topic")
 
 

@@ -97,7 +97,8 @@ def test_upload_then_variants_appear_live(page: Page, live: Live, tmp_path: Path
     # No reload: the card turns done and gets its thumbnail from the live stream.
     expect(card(page, "harbour.jpg")).to_have_attribute("data-state", "done")
     thumb = card(page, "harbour.jpg").locator("img")
-    expect(thumb).to_have_attribute("src", f"{live.url}/images/sq-s/harbour.jpg")
+    version = live.state("harbour.jpg")["variants"]["sq-s"]["version"]  # type: ignore[index]
+    expect(thumb).to_have_attribute("src", f"{live.url}/images/sq-s/harbour.jpg?v={version}")
     page.wait_for_function("() => document.querySelector('#gallery img').naturalWidth === 150")
     # The detail view: every variant side by side, with its size, bytes and format.
     card(page, "harbour.jpg").click()

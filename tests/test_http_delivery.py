@@ -104,7 +104,7 @@ def test_fallback_to_original_while_a_variant_is_missing(live: Live, photo: dict
     assert response.status_code == 200 and response.content == photo["data"]
     assert response.headers["cache-control"] == "no-store"
     # A made variant is served as itself, fallback or not.
-    made = live.http.get(photo["m"], params={"fallback": "original"})
+    made = live.http.get(photo["m"] + "&fallback=original")  # its versioned URL
     assert made.headers["cache-control"].endswith("immutable")
     assert live.http.get(url, params={"fallback": "nope"}).status_code == 422
     missing = live.http.get("/images/later/none.jpg", params={"fallback": "original"})
@@ -141,10 +141,18 @@ def test_overwritten_original_gets_new_variants(live: Live) -> None:
     url = first["variants"]["s"]["url"]
     old = live.http.get(url)
     assert images.pixel(images.decoded(old.content), 10, 10)[0] > 150  # red
-    # The same key, new bytes: the worker sees a new etag and renders again.
+    assert old.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # The same key, new bytes: the worker sees a new etag and renders again, and the state
+    # gives a new versioned URL, so no cache that kept the old one for a year serves it.
     second = live.processed(key, images.jpeg(images.solid(400, 300, BLUE)))
-    assert second["variants"]["s"]["url"] == url
-    new = live.http.get(url)
+    new_url = second["variants"]["s"]["url"]
+    assert new_url != url and new_url.split("?")[0] == url.split("?")[0]
+    new = live.http.get(new_url)
+    assert new.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert new.headers["etag"] != old.headers["etag"]
     assert images.pixel(images.decoded(new.content), 10, 10)[2] > 150  # blue
-    assert live.http.get(url, headers={"If-None-Match": old.headers["etag"]}).status_code == 200
+    # The plain URL revalidates: a short max-age, then the ETag tells it changed.
+    plain = url.split("?")[0]
+    assert live.http.get(plain).headers["cache-control"] == "public, max-age=60"
+    assert live.http.get(plain, headers={"If-None-Match": old.headers["etag"]}).status_code == 200
+    assert live.http.get(plain, headers={"If-None-Match": new.headers["etag"]}).status_code == 304

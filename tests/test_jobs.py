@@ -6,33 +6,25 @@ table; and the direct resize giving the same key and bytes over HTTP, the CLI an
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from pixpipe import bus
 from pixpipe.aws import handler
-from pixpipe.aws.runtime import RecordStates
 from pixpipe.cli import app
 from pixpipe.config import RetryModel
 from pixpipe.errors import Kind, PixpipeError
-from pixpipe.events import Event, ImageFailed, ImageProcessed, ObjectCreated
-from pixpipe.imaging import render
+from pixpipe.events import ImageFailed, ImageProcessed
 from pixpipe.jobs import variants
 from pixpipe.jobs.retry import Action, backoff, decide
-from pixpipe.jobs.variants import Context
 from pixpipe.limits import Limits
-from pixpipe.pipeline.states import KvStates
 from pixpipe.recipe import Recipe
-from pixpipe.storage import Stores, open_store
 
 from . import images
+from .job_ports import Ports
+from .job_ports import upload as _upload
 from .pipeline import make_settings, running
 from .test_aws import CONTEXT as LAMBDA
 
@@ -70,51 +62,6 @@ def test_backoff_follows_the_configured_steps() -> None:
 
 
 # ---- one contract suite over both runtimes' ports -------------------------------------------
-
-
-@dataclasses.dataclass
-class Ports:
-    ctx: Context
-    events: list[Event]
-
-
-async def _render(data: bytes, recipe: Recipe) -> Any:
-    return render(data, recipe, LIMITS)
-
-
-def _stores(tmp_path: Path) -> Stores:
-    names = ("originals", "variants", "backup", "quarantine", "cache")
-    unique = uuid.uuid4().hex[:8]
-    return Stores(**{n: open_store(f"memory://jobs-{unique}-{n}") for n in names})
-
-
-@pytest.fixture(params=["pipeline", "lambda"])
-async def ports(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ports]:
-    """The job core's ports as each runtime fills them in (events recorded, not sent)."""
-    stores = _stores(tmp_path)
-    events: list[Event] = []
-
-    async def publish(event: Event) -> None:
-        events.append(event)
-
-    if request.param == "lambda":
-        records = RecordStates(stores.variants)
-        yield Ports(Context(stores, records, publish, _render, RECIPE), events)
-        return
-    nc = await bus.connect(request.getfixturevalue("nats_server").url, max_reconnect_attempts=3)
-    try:
-        jsc = nc.jetstream()
-        for info in await jsc.streams_info():  # an empty JetStream, as the `js` fixture does
-            await jsc.delete_stream(info.config.name)
-        states = KvStates(await bus.ensure_topology(jsc))
-        yield Ports(Context(stores, states, publish, _render, RECIPE), events)
-    finally:
-        await nc.close()
-
-
-async def _upload(ports: Ports, key: str, data: bytes) -> ObjectCreated:
-    etag = await ports.ctx.stores.originals.put(key, data)
-    return ObjectCreated(key=key, size=len(data), etag=etag)
 
 
 async def test_an_original_becomes_its_variants_a_done_state_and_one_event(ports: Ports) -> None:
@@ -166,7 +113,7 @@ async def test_a_permanent_failure_quarantines_and_a_redelivery_finds_it_done_wi
     stores = ports.ctx.stores
     assert not await stores.originals.exists("bad.jpg")
     assert await stores.quarantine.exists("bad.jpg")
-    record = json.loads(await stores.quarantine.get("bad.jpg.error.json"))
+    record = json.loads(await stores.quarantine.get("_pixpipe/errors/bad.jpg.json"))
     assert (record["kind"], record["attempts"]) == ("corrupt", 1)
     state = await ports.ctx.states.get("bad.jpg")
     assert state is not None and state.state == "failed" and state.quarantined

@@ -64,7 +64,12 @@ async def test_upload_becomes_variants_backup_event_and_done(
         variant = await pipe.http.get("/images/m/users/42/IMG 0001.jpg")
         assert variant.status_code == 200 and variant.headers["content-type"] == "image/jpeg"
         assert images.decoded(variant.content).width == 800
-        assert "immutable" in variant.headers["cache-control"]
+        # Its plain URL revalidates; the versioned one in the state is immutable.
+        assert variant.headers["cache-control"] == "public, max-age=60" and variant.headers["etag"]
+        versioned = await pipe.http.get(
+            (await pipe.http.get(f"/v1/images/{KEY}")).json()["variants"]["m"]["url"]
+        )
+        assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert (await pipe.http.get(f"/images/original/{KEY}")).content == original
 
         await eventually(lambda: pipe.rt.stores.backup.exists(KEY))
@@ -118,7 +123,7 @@ async def test_corrupt_and_bomb_are_quarantined_listed_and_not_retried(
             state = await pipe.rt.states.get(key)
             assert state.attempts == 1, "a permanent failure burnt a retry"
             assert await pipe.rt.stores.quarantine.get(key) == data
-            record = json.loads(await pipe.rt.stores.quarantine.get(f"{key}.error.json"))
+            record = json.loads(await pipe.rt.stores.quarantine.get(f"_pixpipe/errors/{key}.json"))
             assert record["kind"] == kinds[key] and record["message"]
             assert not await pipe.rt.stores.originals.exists(key), "original not moved"
         listed = (await pipe.http.get("/v1/failures")).json()
@@ -195,16 +200,15 @@ async def test_s3_notification_json_is_processed(
         bucket, _, prefix = originals.removeprefix("s3://").partition("/")
         store = open_store(originals)
         keys = ["from s3/IMG 0002.jpg", "from nats/IMG 0003.jpg"]
-        for key in keys:
-            await store.put(key, images.jpeg(images.photo(640, 480)))
+        etags = [await store.put(key, images.jpeg(images.photo(640, 480))) for key in keys]
         # AWS's shape: keys URL-encoded with '+' for spaces.
-        via_http = _s3_event(bucket, f"{prefix}/from+s3/IMG+0002.jpg")
+        via_http = _s3_event(bucket, f"{prefix}/from+s3/IMG+0002.jpg", etags[0])
         response = await pipe.http.post(
             "/v1/events/s3", content=json.dumps(via_http),
             headers={"Authorization": "Bearer test-key"},
         )  # fmt: skip
         assert response.status_code == 202, response.text
-        via_nats = _s3_event(bucket, f"{prefix}/from+nats/IMG+0003.jpg")
+        via_nats = _s3_event(bucket, f"{prefix}/from+nats/IMG+0003.jpg", etags[1])
         await pipe.rt.nc.publish("pixpipe.ingest.s3", json.dumps(via_nats).encode())
         for key in keys:
             assert (await pipe.wait(key)).state == "done", key
@@ -239,19 +243,19 @@ async def test_webhook_that_stays_down_leaves_a_dead_letter(
     async with running(settings) as pipe:
         await pipe.upload(KEY, images.jpeg(images.photo(800, 600)))
         await pipe.wait(KEY)
-        letters = tmp_path / "quarantine" / "_deadletters" / "notify"
+        letters = tmp_path / "quarantine" / "_pixpipe" / "deadletters" / "notify"
         await eventually(lambda: letters.is_dir() and any(letters.iterdir()), timeout=20)
         record = json.loads(next(letters.iterdir()).read_text())
         assert record["event"]["key"] == KEY and record["kind"] == "transient"
 
 
-def _s3_event(bucket: str, encoded_key: str) -> dict[str, Any]:
+def _s3_event(bucket: str, encoded_key: str, etag: str | None = None) -> dict[str, Any]:
     return {"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventName": "ObjectCreated:Put",
         "s3": {"s3SchemaVersion": "1.0",
                "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-               "object": {"key": encoded_key, "size": 1234, "eTag": uuid.uuid4().hex}},
+               "object": {"key": encoded_key, "size": 1234, "eTag": etag or uuid.uuid4().hex}},
     }]}  # fmt: skip
 
 

@@ -362,7 +362,7 @@ async def test_s3_outage_longer_than_the_retries_fails_transient_keeps_the_origi
         assert (doc.error.kind, doc.attempts) == ("transient", 2), doc
         stored = s3_behind.stored()
         assert f"originals/{key}" in stored, "a transient failure must not move the original"
-        assert f"quarantine/{key}.error.json" in stored
+        assert f"quarantine/_pixpipe/errors/{key}.json" in stored
         failures = (await pipe.http.get("/v1/failures")).json()
         assert [(f["key"], f["kind"]) for f in failures] == [(key, "transient")]
 
@@ -372,7 +372,7 @@ async def test_s3_outage_longer_than_the_retries_fails_transient_keeps_the_origi
         assert retried.status_code == 202, retried.text
         doc = await pipe.wait(key, ("done",), timeout=30)
         await eventually(lambda: pipe.rt.stores.backup.exists(key))
-        assert f"quarantine/{key}.error.json" not in s3_behind.stored()
+        assert f"quarantine/_pixpipe/errors/{key}.json" not in s3_behind.stored()
 
 
 # --- 4. pixpipe up supervises its render processes, stops cleanly, resumes ------------------

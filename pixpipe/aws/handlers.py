@@ -31,7 +31,7 @@ from ..jobs.backup import back_up
 from ..jobs.resize import resize
 from ..jobs.retry import Action, as_failure, decide
 from ..jobs.variants import Outcome
-from ..storage import BadKey, validate_key
+from ..storage import BadKey, check_original_key
 from .runtime import Runtime, run, runtime
 
 logger = Logger(service="pixpipe.aws")
@@ -98,7 +98,7 @@ async def _render_job(
     done with; transient ones raise so the delivery is retried, recorded first on the last
     attempt (then on to the dead-letter queue)."""
     try:
-        validate_key(created.key)
+        check_original_key(created.key)
     except BadKey as exc:  # can never be stored nor quarantined: report and drop
         logger.error("dropped a notification: %s", exc)
         return Outcome(created.key, "failed", f"bad key: {exc}")
@@ -117,7 +117,7 @@ async def _render_job(
 async def _backup_job(
     rt: Runtime, created: ObjectCreated, attempt: int, delivery: str | None
 ) -> Outcome:
-    validate_key(created.key)
+    check_original_key(created.key)
     copied = await back_up(rt.stores, created.key)
     return Outcome(created.key, "done", "backed up") if copied else Outcome(
         created.key, "skipped", "already backed up or gone from originals"
@@ -131,7 +131,7 @@ def _invoke(event: dict[str, Any]) -> dict[str, Any]:
         if "maxDimension" not in event:
             raise ValueError('a direct invocation needs "key" and "maxDimension"')
         rt = runtime()
-        key = validate_key(event["key"])
+        key = check_original_key(event["key"])
         resized = run(resize(rt.stores, rt.render, key, event["maxDimension"]))
     except Exception:
         metrics.add_metric(name="ResizeErrors", unit=MetricUnit.Count, value=1)

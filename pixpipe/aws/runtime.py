@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Limits, Settings, load_settings
 from ..errors import Kind, PixpipeError
-from ..jobs.state import ImageState
+from ..jobs.state import Change, ImageState
 from ..jobs.variants import JSON, Context
 from ..recipe import Recipe
 from ..storage import STORE_NAMES, Store, Stores, open_store, state_key
@@ -136,6 +136,16 @@ class RecordStates:
 
     async def put(self, state: ImageState) -> None:
         await self.store.put(state_key(state.key), state.to_json(), content_type=JSON)
+
+    async def change(self, key: str, change: Change) -> ImageState | None:
+        """Read, change, write: not compare-and-set (a store record has no revision here).
+        The newest upload still wins on Lambda: the job core checks the original's etag in the
+        store, the one truth, before and after it renders, and writes only for the current
+        version (``jobs/variants.py``)."""
+        new = change(await self.get(key))
+        if new is not None:
+            await self.put(new)
+        return new
 
 
 def runtime() -> Runtime:

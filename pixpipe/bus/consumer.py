@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 Handler = Callable[["Msg"], Awaitable[float | None]]
 GiveUp = Callable[["Msg", "PixpipeError", int], Awaitable[None]]
 PATIENT_RETRY_S = 2.0  # a patient consumer's handler that failed looks again this soon
+STOP_GRACE_S = 5.0  # how long a stopping consumer waits for the handlers in flight
 
 
 @contextlib.asynccontextmanager
@@ -127,7 +128,14 @@ async def consume(
             running.add(task)
             task.add_done_callback(running.discard)
     if running:
-        await asyncio.wait(running, timeout=30)
+        # Handlers in flight get a moment to finish; past it (a render still going, the bus
+        # gone and its requests waiting out their timeouts) they are cancelled: their messages
+        # stay unacknowledged and come back after a restart, so nothing is lost by not waiting.
+        _, stuck = await asyncio.wait(running, timeout=STOP_GRACE_S)
+        for task in stuck:
+            task.cancel()
+        if stuck:
+            await asyncio.wait(stuck, timeout=1.0)
 
 
-__all__ = ["PATIENT_RETRY_S", "GiveUp", "Handler", "consume", "heartbeat", "settle"]
+__all__ = ["PATIENT_RETRY_S", "STOP_GRACE_S", "GiveUp", "Handler", "consume", "heartbeat", "settle"]

@@ -13,7 +13,7 @@ from ..jobs.state import STATES
 from ..jobs.state import ImageState as ImageDoc
 from ..pipeline.ingest import NotFailed, publish_created, retry_failed
 from ..pipeline.runtime import Runtime
-from ..storage import validate_key
+from ..storage import check_original_key
 from .auth import AUTH
 from .models import Accepted, Failure, ImageState, Problem, Retrying
 
@@ -25,13 +25,19 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def variant_path(key: str, version: str | None) -> str:
+    """Where a variant is served: versioned (immutable) when its version is known."""
+    path = f"/images/{quote(key)}"
+    return f"{path}?v={version}" if version else path
+
+
 def public_state(state: ImageDoc, base: str) -> dict[str, Any]:
     """The state as clients see it: variant URLs, no internal fields."""
     out: dict[str, Any] = {"key": state.key, "state": state.state, "variants": {}}
     for name, info in state.variants.items():
         out["variants"][name] = {
-            "url": f"{base}/images/{quote(info.key)}",
-            **info.model_dump(include={"width", "height", "bytes", "format"}),
+            "url": f"{base}{variant_path(info.key, info.version)}",
+            **info.model_dump(include={"width", "height", "bytes", "format", "version"}),
         }
     extras = state.model_dump(mode="json", include={"error", "placeholder", "dominant", "updated"})
     return out | {name: value for name, value in extras.items() if value}
@@ -56,7 +62,7 @@ async def recent_images(
 )  # fmt: skip
 async def image_state(request: Request, key: str) -> dict[str, Any]:
     """The state of one original and its variants."""
-    state = await request.app.state.rt.states.get(validate_key(key))
+    state = await request.app.state.rt.states.get(check_original_key(key))
     if state is None:
         raise HTTPException(404, f"no image {key!r}")
     return public_state(state, base_url(request))
@@ -82,7 +88,7 @@ async def failures(request: Request) -> list[dict[str, Any]]:
 async def retry_failure(request: Request, key: str) -> dict[str, Any]:
     """Put a failed original back in line (out of quarantine first, if it was moved there)."""
     try:
-        return await retry_failed(request.app.state.rt, validate_key(key))
+        return await retry_failed(request.app.state.rt, check_original_key(key))
     except NotFailed as exc:
         raise HTTPException(409, str(exc)) from None
 
@@ -99,10 +105,10 @@ async def s3_events(request: Request) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise HTTPException(400, f"not an S3 notification: {exc!r}") from None
     for event in events:
-        validate_key(event.key)
+        check_original_key(event.key)
     for event in events:
         await publish_created(rt, event)
     return {"accepted": [e.key for e in events]}
 
 
-__all__ = ["base_url", "public_state", "router"]
+__all__ = ["base_url", "public_state", "router", "variant_path"]

@@ -10,18 +10,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..errors import Kind, PixpipeError
 from ..imaging.sniff import sniff
 from ..jobs.resize import LEGACY_PREFIX
 from ..recipe import strip_extension
-from ..storage import Store, validate_key
+from ..storage import Store, check_original_key
 
 router = APIRouter(tags=["delivery"])
-IMMUTABLE = "public, max-age=31536000, immutable"
+IMMUTABLE = "public, max-age=31536000, immutable"  # only for a versioned URL (``?v=``)
 REVALIDATE = "public, no-cache"  # originals may be replaced under the same key
+# A variant's plain URL keeps its name when the original is replaced: caches may keep it a
+# minute, then revalidate (ETag, 304). The versioned URL the state, events and webhooks give
+# (``?v={version}``, ``Variant.version``) changes with the original and the spec, so it is
+# immutable. As with Cloudinary's ``/v{n}/`` and imgproxy's ``cb``, the version is a cache key:
+# any value serves the variant as it is now.
+VARIANT = "public, max-age=60"
 NO_STORE = "no-store"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _LEGACY_RESIZE = re.compile(r"^max-\d+$")  # the Lambda's old direct-resize keys
@@ -40,7 +46,7 @@ async def original(
     range: Annotated[str | None, Header()] = None,
 ) -> Response:  # fmt: skip
     store: Store = request.app.state.rt.stores.originals
-    key = validate_key(key)
+    key = check_original_key(key)
     media = await _original_type(store, key)
     return await serve(store, key, REVALIDATE, if_none_match, range, content_type=media)
 
@@ -48,11 +54,12 @@ async def original(
 @router.get("/images/{variant}/{rest:path}")
 async def variant(
     request: Request, variant: str, rest: str, fallback: Literal["original"] | None = None,
+    v: Annotated[str | None, Query(description="The variant's version: immutable URL.")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
     range: Annotated[str | None, Header()] = None,
 ) -> Response:  # fmt: skip
     stores = request.app.state.rt.stores
-    key = validate_key(f"{variant}/{rest}")
+    key = check_original_key(f"{variant}/{rest}")
     if _LEGACY_RESIZE.match(variant) and await stores.variants.head(key) is None:
         key = f"{variant.replace(LEGACY_PREFIX, 'max', 1)}/{rest}"  # see jobs/resize.py
     if fallback == "original" and await stores.variants.head(key) is None:
@@ -61,7 +68,8 @@ async def variant(
         if source is not None:
             media = await _original_type(stores.originals, source)
             return await serve(stores.originals, source, NO_STORE, None, range, content_type=media)
-    return await serve(stores.variants, key, IMMUTABLE, if_none_match, range)
+    cache = IMMUTABLE if v else VARIANT
+    return await serve(stores.variants, key, cache, if_none_match, range)
 
 
 async def _original_of(originals: Store, rest: str) -> str | None:
@@ -171,6 +179,7 @@ __all__ = [
     "NO_STORE",
     "REVALIDATE",
     "SAFE",
+    "VARIANT",
     "original",
     "router",
     "serve",

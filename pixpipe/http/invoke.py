@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from ..errors import Kind, PixpipeError
 from ..jobs.resize import resize, resize_variant
 from ..pipeline.runtime import Runtime
-from ..storage import validate_key
+from ..storage import check_original_key
 from .api import base_url
 from .auth import AUTH
 from .models import InvokeRequest, InvokeResult, Problem
@@ -32,7 +32,7 @@ async def invoke(request: Request, body: InvokeRequest) -> Any:
     """Resize one stored original to fit ``maxDimension`` × ``maxDimension`` and wait for it."""
     rt: Runtime = request.app.state.rt
     renders: Renders = request.app.state.renders
-    key = validate_key(body.key)
+    key = check_original_key(body.key)
     variant = resize_variant(body.max_dimension)
 
     async def work() -> dict[str, Any]:

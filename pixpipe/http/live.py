@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from ..bus import kv_name
 from ..jobs.state import FINAL, ImageState
 from ..pipeline.runtime import Runtime
-from ..storage import validate_key
+from ..storage import check_original_key
 from .api import base_url, public_state
 from .models import Problem
 
@@ -67,7 +67,7 @@ async def _watch(
 async def image_events(request: Request, key: str) -> StreamingResponse:
     """The image's state now and at every change, until ``done`` or ``failed``."""
     rt: Runtime = request.app.state.rt
-    validate_key(key)
+    check_original_key(key)
     if await rt.states.get(key) is None and not await rt.stores.originals.exists(key):
         raise HTTPException(404, f"no image {key!r}")
     base = base_url(request)

@@ -29,11 +29,12 @@ class Uploaded(BaseModel):
 
 
 class VariantState(BaseModel):
-    url: str
+    url: str = Field(description="Versioned (``?v=``): immutable, changes with the original.")
     width: int
     height: int
     bytes: int
     format: str
+    version: str | None = None
 
 
 class ErrorInfo(BaseModel):

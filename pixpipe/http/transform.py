@@ -25,7 +25,7 @@ from ..errors import Kind, PixpipeError
 from ..imaging.sniff import sniff
 from ..pipeline.runtime import Runtime
 from ..recipe import EXTENSIONS, Variant
-from ..storage import BadKey, Meta, Store, validate_key
+from ..storage import BadKey, Meta, Store, check_original_key
 from .delivery import MEDIA_TYPES, REVALIDATE, SAFE, serve, serve_bytes
 from .hot import Hot, HotCache
 from .metrics import Metrics
@@ -73,7 +73,7 @@ async def resolve(state: Any, signature: str, path: str, accept: str | None) -> 
         raise HTTPException(403, "bad signature (make transform URLs with `pixpipe sign`)")
     try:
         options, key = parse_path(path)
-        validate_key(key)
+        check_original_key(key)
         variant = to_variant(options, rt.recipe, accept)
     except BadOptions as exc:
         raise HTTPException(400, str(exc)) from None

@@ -19,7 +19,7 @@ from ..errors import Kind, PixpipeError
 from ..imaging.sniff import sniff
 from ..pipeline.ingest import announce
 from ..pipeline.runtime import Runtime
-from ..storage import Store, validate_key
+from ..storage import Store, check_original_key
 from .api import base_url
 from .auth import AUTH
 from .delivery import MEDIA_TYPES
@@ -50,7 +50,7 @@ async def upload(
 ) -> dict[str, Any]:
     """Upload an original: the raw body (any Content-Type), or a multipart field ``file``."""
     rt: Runtime = request.app.state.rt
-    validate_key(key)
+    check_original_key(key)
     data = await _read_upload(request, rt.settings.limits.max_input_bytes)
     result = await _store(request, key, data, batch)
     request.app.state.metrics.uploads.labels("api").inc()
@@ -121,7 +121,7 @@ async def presign(request: Request, body: UploadRequest) -> dict[str, Any]:
     token binds the key, the Content-Type and the exact length.
     """
     rt: Runtime = request.app.state.rt
-    key = validate_key(body.key)
+    key = check_original_key(body.key)
     content_type = body.content_type.strip().lower()
     if content_type not in ACCEPTED_TYPES:
         raise PixpipeError(
@@ -162,7 +162,7 @@ async def presigned_put(
 ) -> dict[str, Any]:
     """The upload URL handed out by ``POST /v1/uploads`` on local stores (no API key: the
     token is the permission)."""
-    validate_key(key)
+    check_original_key(key)
     if not verify_upload(request.app.state.secret, token, key, type, length, expires):
         raise HTTPException(403, "bad upload token (ask POST /v1/uploads for a new URL)")
     if time.time() > expires:

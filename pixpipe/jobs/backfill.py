@@ -4,25 +4,16 @@ spec), and merge them into the image's state, the other variants' entries left a
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
-from typing import TYPE_CHECKING
-
 from ..errors import Kind, PixpipeError
 from ..logs import log
 from ..recipe import Recipe, Variant
 from .state import ImageState, SourceInfo, VariantRecord
 from .variants import Context, store_variants
 
-if TYPE_CHECKING:
-    from .state import StateName
-
 
 def fingerprint(variant: Variant) -> str:
-    """What a variant's pixels depend on: a changed spec makes its old files stale."""
-    text = json.dumps(asdict(variant), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """What a variant's pixels depend on (``Variant.fingerprint``)."""
+    return variant.fingerprint
 
 
 async def backfill(ctx: Context, key: str, recipe: Recipe, missing_only: bool) -> bool:
@@ -37,18 +28,21 @@ async def backfill(ctx: Context, key: str, recipe: Recipe, missing_only: bool) -
         return False
     subset = Recipe(tuple(todo))
     rendered = await ctx.render(await ctx.stores.originals.get(key), subset)
-    infos = await store_variants(ctx.stores, subset, key, rendered)
-    state = await ctx.states.get(key)  # again: the worker may have written it meanwhile
-    variants = dict(state.variants) if state else {}
+    infos = await store_variants(ctx.stores, subset, key, rendered, meta.etag)
     specs = {v.name: fingerprint(v) for v in subset}
-    for info in infos:
-        record = VariantRecord(**info.model_dump(), fp=specs[info.name], etag=meta.etag)
-        variants[info.name] = record
+    records = {
+        i.name: VariantRecord(**i.model_dump(), fp=specs[i.name], etag=meta.etag) for i in infos
+    }
     source = SourceInfo(format=rendered.source.format, width=rendered.source.width,
                         height=rendered.source.height)  # fmt: skip
-    name: StateName = state.state if state else "done"
-    base = state or ImageState(key=key, state=name, etag=meta.etag)
-    await ctx.states.put(base.but(variants=variants, source=base.source or source))
+
+    def merge(state: ImageState | None) -> ImageState | None:
+        if state is not None and state.etag not in (None, meta.etag):
+            return None  # a newer upload: the worker renders all of its variants anyway
+        base = state or ImageState(key=key, state="done", etag=meta.etag)
+        return base.but(variants={**base.variants, **records}, source=base.source or source)
+
+    await ctx.states.change(key, merge)  # the worker may be writing it too: compare-and-set
     log.info("reprocessed %s: %s", key, ", ".join(subset.names))
     return True
 

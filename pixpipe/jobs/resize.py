@@ -82,7 +82,7 @@ async def resize(stores: Stores, render: Render, key: str, size: Any) -> Resized
             return Resized(earlier.key, reused=True)
     recipe = Recipe((variant,))
     rendered = await render(await stores.originals.get(key), recipe)
-    (info,) = await store_variants(stores, recipe, key, rendered)
+    (info,) = await store_variants(stores, recipe, key, rendered, original.etag)
     return Resized(info.key, info.width, info.height)
 
 

@@ -9,6 +9,7 @@ about: a delivery that finds both unchanged and the state final has nothing left
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, Self
 
@@ -40,6 +41,7 @@ class VariantRecord(_Frozen):
     height: int
     bytes: int
     format: str
+    version: str | None = None  # ``Variant.version(etag)``: the ``?v=`` of its immutable URL
     fp: str | None = None
     etag: str | None = None
 
@@ -90,6 +92,9 @@ class ImageState(_Frozen):
         return self.model_dump_json(exclude_none=True).encode()  # as written before it had a model
 
 
+Change = Callable[["ImageState | None"], "ImageState | None"]
+
+
 class StateStore(Protocol):
     """Where image states are kept: the one port the job core writes them through."""
 
@@ -97,10 +102,17 @@ class StateStore(Protocol):
 
     async def put(self, state: ImageState) -> None: ...
 
+    async def change(self, key: str, change: Change) -> ImageState | None:
+        """Apply ``change`` to the current state by compare-and-set, again until no other
+        writer raced it; ``change`` returns the new state, or ``None`` to leave it as it is
+        (then ``None`` is returned). The tool for "the newest version wins"."""
+        ...
+
 
 __all__ = [
     "FINAL",
     "STATES",
+    "Change",
     "ErrorInfo",
     "ImageState",
     "SourceInfo",

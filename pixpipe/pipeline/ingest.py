@@ -24,7 +24,7 @@ from ..errors import Kind, PixpipeError
 from ..events import ObjectCreated, objects_in
 from ..jobs.state import ImageState
 from ..logs import log
-from ..storage import error_key
+from ..storage import error_key, legacy_error_key, reserved
 from .orders import held
 from .runtime import Runtime
 
@@ -40,15 +40,29 @@ async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
     an image held for its batch is left to the batch (``orders`` releases it).
     The bus being away is ``transient`` (the API answers 503 with ``Retry-After``)."""
     try:
-        state = await rt.states.get(event.key)
-        if held(state, event.etag):
-            return event
-        if state is None or state.etag != event.etag:
-            await rt.states.put(ImageState(key=event.key, state="pending", etag=event.etag))
-        await bus.publish_event(rt.js, event)
+        if await _mark_pending(rt, event):
+            await bus.publish_event(rt.js, event)
     except (NatsError, TimeoutError) as exc:
         raise PixpipeError(Kind.TRANSIENT, f"the bus is not reachable: {exc!r}") from None
     return event
+
+
+async def _mark_pending(rt: Runtime, event: ObjectCreated) -> bool:
+    """State ``pending`` for the announced version, only if it is the one in the store (a
+    late notification of an older upload changes nothing); ``False`` if held for a batch."""
+    state = await rt.states.get(event.key)  # the state before the store: see jobs/variants.py
+    if held(state, event.etag):
+        return False
+    if state is not None and state.etag == event.etag:
+        return True  # known already: announce again, the bus drops a duplicate
+    if state is not None:
+        meta = await rt.stores.originals.head(event.key)
+        if meta is None or meta.etag != event.etag:
+            return True  # not the current version: its worker will find it superseded
+    allowed = {None, state.etag if state else None}
+    pending = ImageState(key=event.key, state="pending", etag=event.etag)
+    await rt.states.change(event.key, lambda s: pending if s is None or s.etag in allowed else None)
+    return True
 
 
 async def announce(rt: Runtime, key: str) -> ObjectCreated:
@@ -66,13 +80,16 @@ async def announce(rt: Runtime, key: str) -> ObjectCreated:
 async def ingest_s3(rt: Runtime, payload: Any) -> list[ObjectCreated]:
     """An S3/MinIO/EventBridge notification (SNS/SQS-wrapped too) → published events, for the
     objects in the originals store (see :func:`events.objects_in`)."""
-    return [await publish_created(rt, e) for e in objects_in(rt.stores.originals.url, payload)]
+    events = [e for e in objects_in(rt.stores.originals.url, payload) if not reserved(e.key)]
+    return [await publish_created(rt, e) for e in events]
 
 
 def _dropped_key(root: Path, path: str) -> str | None:
     rel = Path(path).relative_to(root)
     if any(part.startswith(".") for part in rel.parts) or _TEMP.search(rel.name):
         return None
+    if reserved(rel.as_posix()):
+        return None  # pixpipe's own records, should a store share the folder
     return rel.as_posix() if Path(path).is_file() else None
 
 
@@ -173,6 +190,7 @@ async def retry_failed(rt: Runtime, key: str) -> dict[str, Any]:
         await rt.stores.quarantine.copy_to(rt.stores.originals, key)
         await rt.stores.quarantine.delete(key)
     await rt.stores.quarantine.delete(error_key(key))
+    await rt.stores.quarantine.delete(legacy_error_key(key))  # written before ``_pixpipe/``
     meta = await rt.stores.originals.head(key)
     if meta is None:
         raise PixpipeError(Kind.MISSING, f"{key} is neither in quarantine nor in originals")

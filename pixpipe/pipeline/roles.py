@@ -27,6 +27,7 @@ from .deadletters import run_dead_letters
 from .ingest import subscribe_s3, watch_folder
 from .notify import run_notify
 from .orders import run_batches
+from .reconcile import run_reconcile
 from .runtime import Runtime, runtime
 from .worker import Worker
 
@@ -83,6 +84,7 @@ def _role_tasks(rt: Runtime, roles: Roles, stop: asyncio.Event) -> list[Awaitabl
             "notify": lambda: run_notify(rt, stop),
             "dead letters": lambda: run_dead_letters(rt, stop),
             "batches": lambda: run_batches(rt, stop),
+            "reconciler": lambda: run_reconcile(rt, stop),
         }
     if roles.api:
         starts |= {

@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
 from ..bus import kv_name, kv_text
-from ..jobs.state import ImageState
+from ..jobs.state import Change, ImageState
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
 
 class KvStates:
-    """Read and write image states; the last writer wins."""
+    """Read and write image states; ``change`` is compare-and-set."""
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
@@ -30,6 +30,28 @@ class KvStates:
 
     async def put(self, state: ImageState) -> None:
         await self.kv.put(kv_name(state.key), state.to_json())
+
+    async def change(self, key: str, change: Change) -> ImageState | None:
+        """Compare-and-set on the KV revision (``kv.update(last=…)``; ``kv.create`` for a
+        first state), again until no other writer came in between."""
+        name = kv_name(key)
+        while True:
+            try:
+                entry = await self.kv.get(name)
+            except KeyNotFoundError:
+                entry = None
+            current = ImageState.from_json(entry.value) if entry and entry.value else None
+            new = change(current)
+            if new is None:
+                return None
+            try:
+                if entry is None:
+                    await self.kv.create(name, new.to_json())
+                else:
+                    await self.kv.update(name, new.to_json(), last=entry.revision)
+            except KeyWrongLastSequenceError:
+                continue  # someone wrote first: look again
+            return new
 
     async def all(self) -> AsyncIterator[ImageState]:
         """Every image's state (for listings; fine up to a few hundred thousand keys)."""

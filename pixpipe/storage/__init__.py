@@ -3,7 +3,18 @@
 
 from __future__ import annotations
 
-from .keys import MAX_KEY_BYTES, BadKey, dead_letter_key, error_key, state_key, validate_key
+from .keys import (
+    MAX_KEY_BYTES,
+    RESERVED,
+    BadKey,
+    check_original_key,
+    dead_letter_key,
+    error_key,
+    legacy_error_key,
+    reserved,
+    state_key,
+    validate_key,
+)
 from .stores import (
     STORE_NAMES,
     BadStoreUrl,
@@ -18,6 +29,7 @@ from .stores import (
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "RESERVED",
     "STORE_NAMES",
     "BadKey",
     "BadStoreUrl",
@@ -26,10 +38,13 @@ __all__ = [
     "Store",
     "Stores",
     "bare_etag",
+    "check_original_key",
     "dead_letter_key",
     "error_key",
+    "legacy_error_key",
     "open_store",
     "open_stores",
+    "reserved",
     "state_key",
     "validate_key",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 MAX_KEY_BYTES = 1024
+RESERVED = "_pixpipe/"  # pixpipe's own records, in every store; no original may live here
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # obstore's local store stages writes as `{name}#{n}` and refuses keys that look like that.
 _STAGING = re.compile(r"#\d+$")
@@ -45,20 +46,43 @@ def validate_key(key: str) -> str:
     return key
 
 
+def check_original_key(key: str) -> str:
+    """``validate_key``, and not under the reserved ``_pixpipe/`` prefix: the rule for a key
+    a client (an upload, a dropped file, a notification) names an original with."""
+    validate_key(key)
+    if key == RESERVED.rstrip("/") or key.startswith(RESERVED):
+        raise BadKey(f"keys under {RESERVED!r} are reserved for pixpipe records (got {key!r})")
+    return key
+
+
+def reserved(key: str) -> bool:
+    """Whether ``key`` is one of pixpipe's own records, never an original."""
+    return key.startswith(RESERVED)
+
+
 def error_key(key: str) -> str:
-    """Where a quarantined original's error record lives: ``{key}.error.json``."""
+    """Where a quarantined original's error record lives (in the quarantine store). Under the
+    reserved prefix, so no original's name can ever be a record's."""
+    return f"{RESERVED}errors/{key}.json"
+
+
+def legacy_error_key(key: str) -> str:
+    """Where records were kept before ``_pixpipe/`` (still read and cleared)."""
     return f"{key}.error.json"
 
 
 def state_key(key: str) -> str:
     """Where a runtime without a KV bucket (Lambda) keeps an original's state, in the
     variants store."""
-    return f".pixpipe/state/{key}.json"
+    return f"{RESERVED}state/{key}.json"
 
 
 def dead_letter_key(role: str, sequence: int) -> str:
     """Where a message a role gave up on is kept, in the quarantine store."""
-    return f"_deadletters/{role}/{sequence:012d}.json"
+    return f"{RESERVED}deadletters/{role}/{sequence:012d}.json"
 
 
-__all__ = ["MAX_KEY_BYTES", "BadKey", "dead_letter_key", "error_key", "state_key", "validate_key"]
+__all__ = [
+    "MAX_KEY_BYTES", "RESERVED", "BadKey", "check_original_key", "dead_letter_key", "error_key",
+    "legacy_error_key", "reserved", "state_key", "validate_key",
+]  # fmt: skip
