@@ -45,6 +45,9 @@ class StoresModel(BaseModel):
 
 class BusModel(BaseModel):
     url: str = "embedded"
+    # The event stream's size limit (bytes; -1: only JetStream's own storage limit). When it is
+    # full, new events are refused (uploads answer 503) rather than old ones silently dropped.
+    max_bytes: int = Field(-1, ge=-1)
 
 
 class RetryModel(BaseModel):

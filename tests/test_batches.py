@@ -237,3 +237,30 @@ async def test_watchdog_recounts_outcomes_whose_count_was_lost(tmp_path: Path, n
         assert seen == [{"id": "lost", "done": 1, "failed": 1}]  # … but the batch is over
         assert (await batches.status(rt, "lost"))["state"] == "done"
         assert await batches.check(rt, "lost") is None
+
+
+async def test_a_batch_whose_deadline_outlives_the_kv_ttl_still_releases(
+    tmp_path: Path, nats_server_private, monkeypatch: pytest.MonkeyPatch
+):
+    """A deadline may be longer than the bus keeps records (7 days; 4 s here): the watchdog
+    writes the batch, its members' index and itself again before they would be dropped."""
+    from pixpipe.bus import topology
+
+    monkeypatch.setattr(topology, "MAX_AGE_S", 4.0)  # the buckets' TTL and the stream's age
+    settings = make_settings(tmp_path, nats_server_private.url, variants=SMALL)
+    async with running(settings) as pipe:
+        created = await pipe.http.post(
+            "/v1/batches", json={"id": "order-long", "expected": 2, "deadline_s": 10},
+            headers=AUTH,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        photo = images.jpeg(images.photo(64, 48))
+        assert (await _upload(pipe, "long/0.jpg", photo, "order-long")).status_code == 201
+
+        async def done() -> bool:
+            return (await _batch(pipe, "order-long"))["state"] == "done"
+
+        await eventually(done, timeout=60)
+        state = await _batch(pipe, "order-long")
+        assert (state["done"], state["failed"], state["missing"]) == (1, 0, 1)
+        assert (await pipe.rt.states.get("long/0.jpg")).state == "done"

@@ -268,3 +268,22 @@ async def _quiet(pipe: Pipeline, seconds: float = 2.0) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_a_full_event_stream_refuses_uploads_with_503_and_loses_none(
+    tmp_path: Path, nats_server_private
+):
+    """``[bus] max_bytes``: when the stream is full, new events are refused (the client is
+    told to retry), never old unread ones dropped."""
+    settings = make_settings(tmp_path, nats_server_private.url, bus={
+        "url": nats_server_private.url, "max_bytes": 8192})  # fmt: skip
+    async with running(settings) as pipe:
+        photo = images.jpeg(images.photo(64, 48))
+        statuses = [(await pipe.upload(f"full/{n:02d}.jpg", photo)) for n in range(40)]
+        refused = [r for r in statuses if r.status_code != 201]
+        assert refused, "the stream never filled up"
+        assert {r.status_code for r in refused} == {503}
+        assert "full" in refused[0].json()["detail"]
+        accepted = [f"full/{n:02d}.jpg" for n, r in enumerate(statuses) if r.status_code == 201]
+        for key in accepted:  # every event that got in is processed: none was dropped
+            assert (await pipe.wait(key)).state == "done", key

@@ -124,18 +124,22 @@ async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None
 
 
 async def ensure_topology(
-    js: JetStreamContext, retry: RetryModel | None = None, *, replicas: int = 1
-) -> KeyValue:
+    js: JetStreamContext, retry: RetryModel | None = None, *, replicas: int = 1,
+    max_bytes: int = -1,
+) -> KeyValue:  # fmt: skip
     """Create (or bring up to date) the streams, consumers and KV buckets.
 
-    Idempotent: every process may call it at start. Returns the image-state KV bucket.
+    Idempotent: every process may call it at start. Returns the image-state KV bucket. The
+    event stream keeps messages ``MAX_AGE_S`` and at most ``max_bytes``; when full it refuses
+    new ones (``discard: new``) so a publisher hears of it, never dropping unread ones.
     """
     await _ensure_stream(
         js,
         api.StreamConfig(
             name=STREAM, subjects=[SUBJECTS], retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE, max_age=MAX_AGE_S,
-            duplicate_window=DUPLICATE_WINDOW_S, num_replicas=replicas,
+            storage=api.StorageType.FILE, max_age=MAX_AGE_S, max_bytes=max_bytes,
+            discard=api.DiscardPolicy.NEW, duplicate_window=min(DUPLICATE_WINDOW_S, MAX_AGE_S),
+            num_replicas=replicas,
         ),
     )  # fmt: skip
     await _ensure_stream(

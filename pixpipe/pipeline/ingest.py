@@ -43,6 +43,9 @@ async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
         if await _mark_pending(rt, event):
             await bus.publish_event(rt.js, event)
     except (NatsError, TimeoutError) as exc:
+        if "maximum bytes" in str(exc).lower():
+            message = "the bus is full: its event stream is at [bus] max_bytes; retry later"
+            raise PixpipeError(Kind.TRANSIENT, message) from None
         raise PixpipeError(Kind.TRANSIENT, f"the bus is not reachable: {exc!r}") from None
     return event
 

@@ -45,7 +45,10 @@ async def sweep(rt: Runtime) -> int:
         and (now - state.updated).total_seconds() > rt.settings.retry.reannounce_after_s
     ]  # fmt: skip
     for state in stale:
-        await _again(rt, state)
+        try:
+            await _again(rt, state)
+        except Exception as exc:  # this one next time; the others now
+            log.warning("could not announce %s again: %s", state.key, exc)
     return len(stale)
 
 

@@ -48,7 +48,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     nc = await bus.connect(settings.bus.url, data_dir=settings.data_dir)
     try:
         js = nc.jetstream()
-        kv = await bus.ensure_topology(js, settings.retry)
+        kv = await bus.ensure_topology(js, settings.retry, max_bytes=settings.bus.max_bytes)
         yield Runtime(settings, nc, js, KvStates(kv), open_stores(settings), settings.recipe)
     finally:
         # close, not drain: the roles have stopped pulling, and anything unacknowledged is

@@ -36,6 +36,7 @@ from .documents import (
     bucket,
     counter_key,
     get,
+    get_counter,
     member_key,
     validate_id,
 )
@@ -264,6 +265,31 @@ async def announce(rt: Runtime, doc: Batch, *, claimed: bool) -> float | None:
     return None
 
 
+def lifetime() -> float:
+    """How long the bus keeps a batch's records and its watchdog message unless they are
+    written again (the KV bucket's TTL, the stream's age limit)."""
+    return bus.topology.MAX_AGE_S
+
+
+async def keep_alive(rt: Runtime, doc: Batch) -> Batch:
+    """Write the batch and its members' index again once they are half their ``lifetime``
+    old: a deadline (up to 30 days) may be longer than that, and an unfinished batch must
+    never lose its records to the TTL."""
+    age = (_now() - doc.updated).total_seconds() if doc.updated else lifetime()
+    if age < lifetime() / 2:
+        return doc
+    kv = await bucket(rt)
+    change = await _change(kv, doc.id, lambda current: current.but())
+    for key, member in change.after.members.items():
+        await kv.put(member_key(key), MemberIndex(batch=doc.id, etag=member.etag).to_json())
+    if (found := await get_counter(kv, doc.id)) is not None:
+        counter, revision = found
+        with contextlib.suppress(KeyWrongLastSequenceError):  # a live count wrote it anyway
+            await kv.update(counter_key(doc.id), counter.to_json(), last=revision)
+    log.info("batch %s: records kept alive (%d members)", doc.id, len(change.after.members))
+    return change.after
+
+
 __all__ = [
     "SUBJECT_CHECK",
     "announce",
@@ -272,6 +298,8 @@ __all__ = [
     "finish",
     "held",
     "hold",
+    "keep_alive",
+    "lifetime",
     "release",
     "release_cut_short",
     "reserve",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nats.js.errors import KeyWrongLastSequenceError
@@ -33,7 +34,16 @@ from .documents import (
     outcome_key,
     outcome_keys,
 )
-from .lifecycle import SUBJECT_CHECK, announce, expire, finish, release, release_cut_short
+from .lifecycle import (
+    SUBJECT_CHECK,
+    announce,
+    expire,
+    finish,
+    keep_alive,
+    lifetime,
+    release,
+    release_cut_short,
+)
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -115,12 +125,15 @@ async def check(rt: Runtime, batch_id: str) -> float | None:
     doc = await get(rt, batch_id)
     if doc is None:
         return None
+    if doc.state != "done":
+        doc = await keep_alive(rt, doc)
+    recheck = min(_RECHECK_S, lifetime() / 4)  # often enough to keep its records alive
     if doc.state == "open":
         if doc.deadline is None:
-            return _RECHECK_S
+            return recheck
         remaining = doc.deadline - time.time()
         if remaining > 0:
-            return min(remaining, _RECHECK_S)
+            return min(remaining, recheck)
         doc = await expire(rt, batch_id)
     if doc.state == "processing":
         if release_cut_short(doc):
@@ -129,7 +142,7 @@ async def check(rt: Runtime, batch_id: str) -> float | None:
         counter = await _recount(await bucket(rt), batch_id)
         if counter and counter.settled:
             await finish(rt, batch_id, counter)
-        return _RECHECK_S
+        return recheck
     return await announce(rt, doc, claimed=False)
 
 
@@ -137,7 +150,15 @@ async def handle(rt: Runtime, msg: Msg) -> float | None:
     """One message of the ``batches`` consumer; returns a delay to look again, or ``None``."""
     data = bus.decode(msg)
     if msg.subject == SUBJECT_CHECK:
-        return await check(rt, data["id"])
+        later = await check(rt, data["id"])
+        stored = msg.metadata.timestamp
+        age = (datetime.now(UTC) - stored).total_seconds() if stored else 0.0
+        if later is not None and age + later > lifetime() / 2:
+            # The stream would drop this watchdog at its age limit: a fresh one carries on.
+            fresh = f"check:{data['id']}:{time.time_ns()}"
+            await bus.publish(rt.js, SUBJECT_CHECK, {"id": data["id"]}, fresh)
+            return None
+        return later
     if msg.subject == SUBJECT_IMAGE_PROCESSED:
         return await finished(rt, data["key"], "done", data.get("etag"))
     if msg.subject == SUBJECT_IMAGE_FAILED:
