@@ -73,8 +73,19 @@ class ApiModel(BaseModel):
 
 
 class WebhookModel(BaseModel):
+    """A receiver of events, signed as the Standard Webhooks specification says. ``secret``
+    is required: ``whsec_<base64>`` (the spec's form), or any other string, whose bytes are
+    then the key (as ``whsec_`` + base64 of them)."""
+
     url: str
-    secret: str | None = None
+    secret: str = Field(min_length=1)
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _required(cls, value: Any) -> Any:
+        if not value:
+            raise ValueError("a webhook needs a secret (its events are signed with it)")
+        return value
 
 
 class Settings(BaseSettings):

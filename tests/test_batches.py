@@ -55,7 +55,8 @@ async def test_batch_of_20_waits_for_the_20th_and_announces_done_once(
     tmp_path: Path, nats_server_private, webhook
 ):
     settings = make_settings(
-        tmp_path, nats_server_private.url, variants=SMALL, webhooks=[{"url": webhook.url}]
+        tmp_path, nats_server_private.url, variants=SMALL,
+        webhooks=[{"url": webhook.url, "secret": "whsec_" + "c2VjcmV0LWtleS0xMjM0NTY="}],
     )
     async with running(settings) as pipe:
         done = await _collect(pipe, "pixpipe.batch.done")

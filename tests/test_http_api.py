@@ -4,6 +4,7 @@ failures and retry, invoke, bucket notifications, health and metrics."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -147,12 +148,38 @@ def test_unknown_image_is_404_and_bad_key_400(live: Live) -> None:
 def test_recent_images_newest_first(live: Live) -> None:
     live.processed("recent/1.jpg", JPEG)
     live.processed("recent/2.jpg", JPEG)
-    listed = [s["key"] for s in live.http.get("/v1/images", params={"limit": 1000}).json()]
+    get = functools.partial(live.http.get, "/v1/images", headers=AUTH)
+    listed = [s["key"] for s in get(params={"limit": 1000}).json()]
     assert listed.index("recent/2.jpg") < listed.index("recent/1.jpg")
-    done = live.http.get("/v1/images", params={"state": "done", "limit": 1000}).json()
+    done = get(params={"state": "done", "limit": 1000}).json()
     assert {s["state"] for s in done} == {"done"}
-    assert live.http.get("/v1/images", params={"state": "odd"}).status_code == 422
-    assert live.http.get("/v1/images", params={"limit": 0}).status_code == 422
+    assert get(params={"state": "odd"}).status_code == 422
+    assert get(params={"limit": 0}).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/v1/images", "/v1/failures"])
+def test_listings_need_the_api_key_and_come_in_pages(live: Live, path: str) -> None:
+    for n in range(3):
+        live.processed(f"pages/{n}.jpg", JPEG)
+        assert live.upload(f"pages/bad{n}.jpg", images.truncated(JPEG)).status_code == 201
+        live.wait(f"pages/bad{n}.jpg")
+    assert live.http.get(path).status_code == 401
+    assert live.http.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    listed = live.http.get(path, headers=AUTH, params={"limit": 1000})
+    everything = [s["key"] for s in listed.json()]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = live.http.get(path, headers=AUTH, params=params)
+        assert page.status_code == 200 and len(page.json()) <= 2
+        seen += [s["key"] for s in page.json()]
+        cursor = page.headers.get("x-next-cursor")
+        if cursor is None:
+            break
+        assert 'rel="next"' in page.headers["link"]
+    assert seen == everything and len(seen) >= 3  # every one once, in order, across pages
+    bad = live.http.get(path, headers=AUTH, params={"cursor": "not-ours"})
+    assert bad.status_code == 400
 
 
 def _sse(response: httpx.Response) -> list[dict]:
@@ -217,7 +244,7 @@ def test_failure_listed_then_retried(live: Live) -> None:
     key = "fail/corrupt photo.jpg"
     assert live.upload(key, images.truncated(JPEG)).status_code == 201
     assert live.wait(key)["state"] == "failed"
-    listed = {f["key"]: f for f in live.http.get("/v1/failures").json()}
+    listed = {f["key"]: f for f in live.http.get("/v1/failures", headers=AUTH).json()}
     assert listed[key]["kind"] == "corrupt" and listed[key]["message"]
     # Quarantined originals are never served.
     assert live.http.get(f"/images/original/{quote(key)}").status_code == 404

@@ -228,6 +228,17 @@ def test_limits_come_from_config():
     assert inspect(data, Limits(max_input_pixels=400 * 300)).pixels == 400 * 300
 
 
+def test_an_animation_counts_every_frame_against_the_pixel_limit():
+    """300 frames of 3000x3000 is a bomb though no frame is: caught from the header alone."""
+    gif = images.animated_gif(frames=6, width=200, height=100)  # 6 x 20,000 = 120,000 pixels
+    with pytest.raises(PixpipeError, match="6 frames of 200x100 is 120000 pixels") as caught:
+        inspect(gif, Limits(max_input_pixels=100_000))
+    assert caught.value.kind is Kind.TOO_LARGE
+    assert inspect(gif, Limits(max_input_pixels=120_000)).frames == 6
+    one_frame = images.png(images.photo(400, 300))  # a still image is counted once
+    assert inspect(one_frame, Limits(max_input_pixels=400 * 300)).frames == 1
+
+
 def test_untrusted_loaders_are_blocked():
     import pyvips
 

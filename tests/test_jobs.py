@@ -153,6 +153,10 @@ async def test_direct_resize_same_key_and_bytes_over_http_cli_and_lambda(
                 )  # fmt: skip
                 assert response.status_code == 200, response.text
                 result_key = response.json()["resultKey"]
+                # A reader asking for the Lambda's old key (max-{N}/…) gets the same result.
+                legacy = await pipe.http.get("/images/max-300/users/42/IMG 0001.jpg")
+                current = await pipe.http.get(f"/images/{result_key}")
+                assert legacy.status_code == 200 and legacy.content == current.content
         elif runtime == "cli":
             args = ["invoke", key, "--max-dimension", "300", "--data-dir", str(data_dir)]
             run = await asyncio.to_thread(CliRunner().invoke, app, args)

@@ -3,6 +3,7 @@ idempotence, quarantine, ingest from folders and S3 notifications, signed webhoo
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from pixpipe import bus
 from pixpipe.events import ObjectCreated
@@ -20,6 +23,7 @@ from . import images
 from .pipeline import Pipeline, WebhookReceiver, eventually, make_settings, running
 
 KEY = "users/42/IMG 0001.jpg"
+AUTH = {"Authorization": "Bearer test-key"}
 SIX = {"xl", "l", "m", "s", "sq-m", "sq-s"}
 
 
@@ -83,6 +87,13 @@ async def test_upload_becomes_variants_backup_event_and_done(
         expected = hmac.new(b"s3cret", payload, hashlib.sha256).hexdigest()
         assert headers["X-Pixpipe-Signature"] == f"sha256={expected}"
         assert json.loads(payload)["key"] == KEY
+        # Standard Webhooks: the spec's own library verifies it, and refuses a forged body.
+        receiver = Webhook("whsec_" + base64.b64encode(b"s3cret").decode())
+        standard = {k.lower(): v for k, v in headers.items() if k.lower().startswith("webhook-")}
+        assert set(standard) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+        assert receiver.verify(payload, standard)["key"] == KEY
+        with pytest.raises(WebhookVerificationError):
+            receiver.verify(payload.replace(KEY.encode(), b"users/42/forged.jpg"), standard)
 
 
 async def test_same_event_three_times_makes_one_set_and_one_notification(
@@ -126,7 +137,7 @@ async def test_corrupt_and_bomb_are_quarantined_listed_and_not_retried(
             record = json.loads(await pipe.rt.stores.quarantine.get(f"_pixpipe/errors/{key}.json"))
             assert record["kind"] == kinds[key] and record["message"]
             assert not await pipe.rt.stores.originals.exists(key), "original not moved"
-        listed = (await pipe.http.get("/v1/failures")).json()
+        listed = (await pipe.http.get("/v1/failures", headers=AUTH)).json()
         assert {f["key"]: f["kind"] for f in listed} == kinds
         failed = pipe.subjects("pixpipe.image.failed")
         assert sorted(f["key"] for f in failed) == sorted(bad)
@@ -237,7 +248,7 @@ async def test_webhook_that_stays_down_leaves_a_dead_letter(
 ):
     webhook.failing = True
     settings = make_settings(
-        tmp_path, nats_server_private.url, webhooks=[{"url": webhook.url}],
+        tmp_path, nats_server_private.url, webhooks=[{"url": webhook.url, "secret": "k"}],
         retry={"attempts": 2, "backoff_s": [1]},
     )  # fmt: skip
     async with running(settings) as pipe:
@@ -287,3 +298,11 @@ async def test_a_full_event_stream_refuses_uploads_with_503_and_loses_none(
         accepted = [f"full/{n:02d}.jpg" for n, r in enumerate(statuses) if r.status_code == 201]
         for key in accepted:  # every event that got in is processed: none was dropped
             assert (await pipe.wait(key)).state == "done", key
+
+
+def test_a_webhook_without_a_secret_is_refused_when_the_settings_load(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="secret"):
+        make_settings(tmp_path, "nats://127.0.0.1:1", webhooks=[{"url": "http://app/hook"}])
+    with pytest.raises(ValidationError, match="secret"):
+        make_settings(tmp_path, "nats://127.0.0.1:1",
+                      webhooks=[{"url": "http://app/hook", "secret": ""}])  # fmt: skip

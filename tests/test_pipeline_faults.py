@@ -42,6 +42,7 @@ from .pipeline import (
 )
 from .processes import Proc, bus_of, busy, children_of, processed_events
 
+AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 # Heavy on CPU and timing: run these one after another on one xdist worker.
 pytestmark = pytest.mark.xdist_group("pipeline-faults")
 
@@ -176,7 +177,7 @@ async def test_image_that_kills_every_worker_ends_failed_not_stuck_and_can_be_re
         assert doc.state == "failed", doc
         assert (doc.error.kind, doc.attempts) == ("transient", 2), doc
         assert await pipe.rt.stores.originals.exists(BIG), "a transient failure moved it"
-        failures = (await pipe.http.get("/v1/failures")).json()
+        failures = (await pipe.http.get("/v1/failures", headers=AUTH_HEADERS)).json()
         assert [(f["key"], f["kind"]) for f in failures] == [(BIG, "transient")]
 
         retried = await pipe.http.post(
@@ -363,7 +364,7 @@ async def test_s3_outage_longer_than_the_retries_fails_transient_keeps_the_origi
         stored = s3_behind.stored()
         assert f"originals/{key}" in stored, "a transient failure must not move the original"
         assert f"quarantine/_pixpipe/errors/{key}.json" in stored
-        failures = (await pipe.http.get("/v1/failures")).json()
+        failures = (await pipe.http.get("/v1/failures", headers=AUTH_HEADERS)).json()
         assert [(f["key"], f["kind"]) for f in failures] == [(key, "transient")]
 
         retried = await pipe.http.post(

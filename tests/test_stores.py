@@ -276,3 +276,28 @@ async def test_a_file_name_too_long_for_a_local_store_is_a_bad_key(tmp_path: Pat
     memory = open_store("memory://long-names")
     await memory.put(key, b"x")  # elsewhere the key rules alone apply
     assert await memory.get(key) == b"x"
+
+
+async def test_a_local_store_never_follows_a_symbolic_link(tmp_path: Path) -> None:
+    """A link dropped into the originals folder must not serve (or overwrite) what lies
+    outside it: the data dir's api-key, say."""
+    secret = tmp_path / "api-key"
+    secret.write_text("not for the world")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.jpg").write_bytes(b"outside")
+    store = open_store(f"file://{tmp_path / 'originals'}")
+    root = tmp_path / "originals"
+    (root / "leak.jpg").symlink_to(secret)
+    (root / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    await store.put("real.jpg", b"inside")
+    for key in ("leak.jpg", "linked/x.jpg"):
+        assert await store.head(key) is None and not await store.exists(key)
+        with pytest.raises(PixpipeError) as caught:
+            await store.get(key)
+        assert caught.value.kind is Kind.MISSING
+        with pytest.raises(PixpipeError):
+            await store.put(key, b"overwrite")
+    assert secret.read_text() == "not for the world"
+    assert (tmp_path / "elsewhere" / "x.jpg").read_bytes() == b"outside"
+    listed = [m.key async for page in store.list() for m in page]
+    assert listed == ["real.jpg"]

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ..events import objects_in
 from ..jobs.state import STATES
@@ -43,17 +45,47 @@ def public_state(state: ImageDoc, base: str) -> dict[str, Any]:
     return out | {name: value for name, value in extras.items() if value}
 
 
-@router.get("/v1/images", response_model=list[ImageState], response_model_exclude_none=True)
+PAGE = {"description": "A page, newest first; ``X-Next-Cursor`` (and ``Link: rel=next``) "
+        "names the next one, when there is more."}
+
+
+@router.get(
+    "/v1/images", response_model=list[ImageState], response_model_exclude_none=True,
+    dependencies=AUTH, responses={200: PAGE, 400: {"model": Problem}, 401: {"model": Problem}},
+)  # fmt: skip
 async def recent_images(
     request: Request,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
+    cursor: Annotated[str | None, Query(description="From ``X-Next-Cursor``.")] = None,
     state: Annotated[str | None, Query(pattern=f"^({'|'.join(STATES)})$")] = None,
 ) -> list[dict[str, Any]]:
-    """Recent originals, newest first (the dashboard's gallery)."""
+    """Recent originals, newest first (the dashboard's gallery); needs the API key."""
     rt: Runtime = request.app.state.rt
     docs = [d async for d in rt.states.all() if state is None or d.state == state]
-    docs.sort(key=lambda d: d.updated, reverse=True)
-    return [public_state(d, base_url(request)) for d in docs[:limit]]
+    page = _page(request, response, docs, limit, cursor)
+    return [public_state(d, base_url(request)) for d in page]
+
+
+def _page(
+    request: Request, response: Response, docs: list[ImageDoc], limit: int, cursor: str | None
+) -> list[ImageDoc]:
+    """One page of ``docs``, newest first, after ``cursor`` (the last one of the page before:
+    its time and key, so pages neither skip nor repeat as images come and go)."""
+    docs.sort(key=lambda d: (d.updated.isoformat(), d.key), reverse=True)
+    if cursor:
+        try:
+            after = tuple(json.loads(base64.urlsafe_b64decode(cursor + "==")))
+        except (ValueError, TypeError):
+            raise HTTPException(400, f"cursor {cursor!r} is not one this API gave") from None
+        docs = [d for d in docs if (d.updated.isoformat(), d.key) < after]
+    page = docs[:limit]
+    if len(docs) > limit:
+        last = json.dumps([page[-1].updated.isoformat(), page[-1].key]).encode()
+        token = base64.urlsafe_b64encode(last).decode().rstrip("=")
+        response.headers["X-Next-Cursor"] = token
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
+    return page
 
 
 @router.get(
@@ -68,16 +100,23 @@ async def image_state(request: Request, key: str) -> dict[str, Any]:
     return public_state(state, base_url(request))
 
 
-@router.get("/v1/failures", response_model=list[Failure], tags=["failures"])
-async def failures(request: Request) -> list[dict[str, Any]]:
-    """Originals that failed, with the kind and message of their failure."""
+@router.get(
+    "/v1/failures", response_model=list[Failure], tags=["failures"], dependencies=AUTH,
+    responses={200: PAGE, 400: {"model": Problem}, 401: {"model": Problem}},
+)  # fmt: skip
+async def failures(
+    request: Request,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+    cursor: Annotated[str | None, Query(description="From ``X-Next-Cursor``.")] = None,
+) -> list[dict[str, Any]]:
+    """Originals that failed, with the kind and message of their failure; needs the API key."""
     docs = await request.app.state.rt.states.failed()
-    docs.sort(key=lambda d: d.updated, reverse=True)
     return [
         {"key": s.key, "kind": s.error.kind if s.error else "transient",
          "message": s.error.message if s.error else "", "attempts": s.attempts,
          "time": s.updated}
-        for s in docs
+        for s in _page(request, response, docs, limit, cursor)
     ]  # fmt: skip
 
 

@@ -67,6 +67,9 @@ def _vips_source(fmt: str, image: pyvips.Image) -> Source:
     return Source(fmt, width, height, max(1, frames), image.hasalpha(), progressive, icc)
 
 
+ANIMATED = ("gif", "webp")  # formats whose every frame is decoded
+
+
 def _check_limits(source: Source, limits: Limits) -> None:
     if source.width < 1 or source.height < 1:
         raise PixpipeError(Kind.CORRUPT, f"{source.format} with no pixels")
@@ -80,6 +83,15 @@ def _check_limits(source: Source, limits: Limits) -> None:
         raise PixpipeError(
             Kind.TOO_LARGE, f"{source.frames} frames is over the limit of {limits.max_frames}"
         )
+    # An animation is decoded whole (every frame, for animated outputs): its pixels count
+    # frame by frame, so 300 frames of 3000x3000 is a bomb even though one frame is not.
+    total = source.pixels * source.frames
+    if source.format in ANIMATED and total > limits.max_input_pixels:
+        raise PixpipeError(
+            Kind.TOO_LARGE,
+            f"{source.frames} frames of {source.width}x{source.height} is {total} pixels, over "
+            f"the limit of {limits.max_input_pixels}",
+        )
 
 
-__all__ = ["Source", "check_svg", "inspect", "load_header", "sniff"]
+__all__ = ["ANIMATED", "Source", "check_svg", "inspect", "load_header", "sniff"]

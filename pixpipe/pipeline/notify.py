@@ -1,18 +1,26 @@
 """The notify consumer: processed / failed / batch events POSTed to every webhook.
 
-Each request carries ``X-Pixpipe-Signature: sha256=<hex HMAC-SHA256 of the body>`` (with the
-webhook's secret), ``X-Pixpipe-Event`` (the subject) and ``X-Pixpipe-Delivery`` (the stream
-sequence, for receivers to drop duplicates). A failing endpoint is retried with the bus's
-backoff; when it stays down the event is kept under ``_deadletters/notify/`` in quarantine.
+Signed as the Standard Webhooks specification says (standardwebhooks.com; the library of the
+same name signs, and any receiver verifies with the spec's libraries and refuses replays):
+``webhook-id`` (``evt_{stream sequence}``: the same on every retry, for receivers to drop
+duplicates), ``webhook-timestamp`` (unix seconds of this attempt) and ``webhook-signature``
+(``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``). Kept for existing receivers:
+``X-Pixpipe-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>``,
+``X-Pixpipe-Event`` (the subject) and ``X-Pixpipe-Delivery`` (the stream sequence). A failing
+endpoint is retried with the bus's backoff; when it stays down the event is kept under
+``_pixpipe/deadletters/notify/`` in quarantine.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
+from standardwebhooks.webhooks import Webhook
 
 from .. import bus
 from ..errors import Kind, PixpipeError
@@ -25,9 +33,28 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
 
-def signature(secret: str | None, body: bytes) -> str:
-    digest = hmac.new((secret or "").encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, body: bytes) -> str:
+    """The ``X-Pixpipe-Signature`` of earlier versions."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def signer(secret: str) -> Webhook:
+    """The Standard Webhooks signer for a webhook's secret: ``whsec_<base64>`` as the spec
+    writes it, or any other string, whose bytes are then the key."""
+    if secret.startswith("whsec_"):
+        return Webhook(secret)
+    return Webhook("whsec_" + base64.b64encode(secret.encode()).decode())
+
+
+def standard_headers(secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
+    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for one attempt."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signer(secret).sign(webhook_id, now, body.decode()),
+    }
 
 
 async def deliver(client: httpx.AsyncClient, rt: Runtime, msg: Msg) -> None:
@@ -36,6 +63,7 @@ async def deliver(client: httpx.AsyncClient, rt: Runtime, msg: Msg) -> None:
     for hook in rt.settings.webhooks:
         headers = {
             "Content-Type": "application/json",
+            **standard_headers(hook.secret, f"evt_{seq}", msg.data),
             "X-Pixpipe-Event": msg.subject,
             "X-Pixpipe-Delivery": str(seq),
             "X-Pixpipe-Signature": signature(hook.secret, msg.data),
@@ -61,4 +89,4 @@ async def run_notify(rt: Runtime, stop: asyncio.Event, concurrency: int = 4) -> 
                           concurrency=concurrency, stop=stop)  # fmt: skip
 
 
-__all__ = ["deliver", "run_notify", "signature"]
+__all__ = ["deliver", "run_notify", "signature", "signer", "standard_headers"]

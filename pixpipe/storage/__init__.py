@@ -1,5 +1,6 @@
 """Where bytes live: the key rules (``keys.py``) and store URLs opened as obstore stores
-(``stores.py``: local folders, S3 and compatibles, GCS, Azure, memory)."""
+(``urls.py``: local folders, S3 and compatibles, GCS, Azure, memory) as ``Store``s
+(``stores.py``)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,8 @@ from .keys import (
     state_key,
     validate_key,
 )
-from .stores import (
-    STORE_NAMES,
-    BadStoreUrl,
-    Download,
-    Meta,
-    Store,
-    Stores,
-    bare_etag,
-    open_store,
-    open_stores,
-)
+from .stores import STORE_NAMES, Download, Meta, Store, bare_etag
+from .urls import BadStoreUrl, Stores, open_store, open_stores
 
 __all__ = [
     "MAX_KEY_BYTES",

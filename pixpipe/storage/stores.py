@@ -1,8 +1,6 @@
-"""Store URLs → obstore stores, plus pixpipe's key rules and a small async API.
-
-obstore already speaks local files, S3 (and MinIO, R2, Ceph), GCS, Azure and memory, so there
-are no per-backend classes here: ``open_store(url)`` builds the obstore store and ``Store``
-adds the key rules, error kinds and the few conveniences the pipeline needs.
+"""One store, as the pipeline uses it: obstore plus pixpipe's key rules, error kinds and the
+few conveniences it needs (streaming reads, atomic puts, paged lists, copies). ``urls.py``
+opens stores from their URLs.
 
 Atomic writes come from the backends themselves: obstore's local store writes to a staging
 file (``{key}#1``) and renames it into place, and an S3 PUT (or a multipart upload's final
@@ -12,44 +10,26 @@ CompleteMultipartUpload) makes the whole object visible at once. Readers never s
 from __future__ import annotations
 
 import mimetypes
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import obstore as obs
 from obstore.exceptions import BaseError as ObstoreError
-from obstore.store import LocalStore, MemoryStore, from_url
+from obstore.store import LocalStore
 
 from ..errors import Kind, PixpipeError
 from .keys import MAX_KEY_BYTES, BadKey, validate_key
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig, ObjectStore, RetryConfig
+    from obstore.store import ObjectStore
 
-    from ..config import Settings
 
 STORE_NAMES = ("originals", "variants", "backup", "quarantine", "cache")
 # Whole objects up to this size are copied in one request; larger ones stream in parts.
 _STREAM_THRESHOLD = 8 * 1024 * 1024
-_MEMORY: dict[str, MemoryStore] = {}
-
-# Fail over in seconds, not minutes: JetStream redelivery is the real retry loop.
-DEFAULT_CLIENT_OPTIONS: ClientConfig = {
-    "connect_timeout": timedelta(seconds=5),
-    "timeout": timedelta(seconds=120),
-}
-DEFAULT_RETRY: RetryConfig = {
-    "max_retries": 3,
-    "retry_timeout": timedelta(seconds=30),
-    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5)},
-}
-
-
-class BadStoreUrl(ValueError):
-    """A store URL that cannot be opened; the message says what to fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +102,9 @@ class Store:
 
     def _check(self, key: str) -> str:
         """The key rules, plus the file system's own for a local store: no path segment over
-        255 bytes (a file name could not hold it; it is a bad key, not a storage failure)."""
+        255 bytes (a file name could not hold it; it is a bad key, not a storage failure), and
+        no symbolic link on the way (a link dropped into the originals folder must not serve
+        or overwrite what lies outside it, the data dir's ``api-key`` say): ``missing``."""
         validate_key(key)
         if isinstance(self.inner, LocalStore):
             for segment in key.split("/"):
@@ -131,7 +113,20 @@ class Store:
                         f"key segments must be at most {NAME_MAX} bytes in a local store "
                         f"(got {len(segment.encode())})"
                     )
+            if self._linked(key):
+                raise PixpipeError(Kind.MISSING, f"{key}: a symbolic link, never followed")
         return key
+
+    def _linked(self, key: str) -> bool:
+        """Whether any part of ``key``'s path in a local store is a symbolic link."""
+        path = self.local_root
+        if path is None:
+            return False
+        for segment in key.split("/"):
+            path = path / segment
+            if path.is_symlink():
+                return True
+        return False
 
     async def get(self, key: str) -> bytes:
         """The whole object; ``PixpipeError`` kind ``missing`` if there is none."""
@@ -169,7 +164,10 @@ class Store:
 
     async def head(self, key: str) -> Meta | None:
         """The object's metadata, or ``None`` if there is none."""
-        self._check(key)
+        try:
+            self._check(key)
+        except PixpipeError:  # a symbolic link: nothing there, as far as anyone is told
+            return None
         try:
             # A GET with `head` returns the attributes (Content-Type), a plain HEAD does not.
             result = await obs.get_async(self.inner, key, options={"head": True})
@@ -237,7 +235,7 @@ class Store:
         try:
             async for chunk in stream:
                 for raw in chunk:
-                    if raw["path"].startswith(prefix):
+                    if raw["path"].startswith(prefix) and not self._linked(raw["path"]):
                         page.append(_meta(raw, raw["path"]))
                 while len(page) >= page_size:
                     yield page[:page_size]
@@ -284,108 +282,4 @@ async def _reading(stream: AsyncIterator[Any], where: str) -> AsyncIterator[byte
         raise _error(exc, f"read {where}") from exc
 
 
-def _local(url: str) -> LocalStore:
-    rest = url.removeprefix("file://")
-    path = Path(rest).expanduser()
-    if not path.is_absolute():
-        path = Path.cwd() / path  # file://./dir is relative to the working directory
-    path = path.resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadStoreUrl(f"store {url}: cannot create folder {path}: {exc}") from exc
-    return LocalStore(path, automatic_cleanup=True)
-
-
-def _s3_options(endpoint: str | None) -> dict[str, Any]:
-    """S3 settings from the usual ``AWS_*`` variables, read now (not at import)."""
-    env = os.environ
-    config: dict[str, Any] = {}
-    for var, name in (
-        ("AWS_ACCESS_KEY_ID", "access_key_id"),
-        ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
-        ("AWS_SESSION_TOKEN", "session_token"),
-    ):
-        if env.get(var):
-            config[name] = env[var]
-    if region := env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"):
-        config["region"] = region
-    if endpoint:
-        config["endpoint"] = endpoint
-    return config
-
-
-def open_store(
-    url: str,
-    *,
-    client_options: ClientConfig | None = None,
-    retry_config: RetryConfig | None = None,
-) -> Store:
-    """Open a store URL: ``file:///abs``, ``file://./rel``, ``s3://bucket/prefix``,
-    ``gs://bucket/prefix``, ``az://container/prefix``, ``memory://name``.
-
-    ``memory://name`` is one store per name and process, so the API and a worker in one
-    process share it. S3 endpoint and credentials come from ``AWS_ENDPOINT_URL``,
-    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION``.
-    """
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "file":
-        return Store(url, _local(url))
-    if scheme == "memory":
-        return Store(url, _MEMORY.setdefault(url, MemoryStore()))
-    if scheme not in ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss"):
-        raise BadStoreUrl(
-            f"store URL must start with file://, s3://, gs://, az:// or memory:// (got {url!r})"
-        )
-    options: dict[str, Any] = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
-    config: dict[str, Any] = {}
-    if scheme.startswith("s3"):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        config = _s3_options(endpoint)
-        if endpoint and endpoint.startswith("http://"):
-            options.setdefault("allow_http", True)  # MinIO / moto / Ceph on plain HTTP
-    try:
-        inner = from_url(  # type: ignore[call-overload]
-            url,
-            config=config or None,
-            client_options=options,
-            retry_config=retry_config or DEFAULT_RETRY,
-        )
-    except (ObstoreError, ValueError) as exc:
-        raise BadStoreUrl(f"store {url}: {str(exc).splitlines()[0]}") from exc
-    return Store(url, inner)
-
-
-@dataclass(frozen=True, slots=True)
-class Stores:
-    """The five stores of a deployment."""
-
-    originals: Store
-    variants: Store
-    backup: Store
-    quarantine: Store
-    cache: Store
-
-    def __iter__(self) -> Iterator[Store]:
-        return iter((self.originals, self.variants, self.backup, self.quarantine, self.cache))
-
-
-def open_stores(settings: Settings, **options: Any) -> Stores:
-    """Open all five stores named in the settings (local folders under ``data_dir`` by default)."""
-    return Stores(**{name: open_store(settings.store_url(name), **options) for name in STORE_NAMES})
-
-
-__all__ = [
-    "MAX_KEY_BYTES",
-    "STORE_NAMES",
-    "BadKey",
-    "BadStoreUrl",
-    "Download",
-    "Meta",
-    "Store",
-    "Stores",
-    "bare_etag",
-    "open_store",
-    "open_stores",
-    "validate_key",
-]
+__all__ = ["MAX_KEY_BYTES", "STORE_NAMES", "Download", "Meta", "Store", "bare_etag"]

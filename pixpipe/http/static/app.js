@@ -130,7 +130,7 @@ function upsert(state) {
 }
 
 async function loadGallery() {
-  const res = await fetch("/v1/images?limit=60");
+  const res = await fetch("/v1/images?limit=60", { headers: authHeaders() });
   if (!res.ok) return;
   const list = await res.json();
   for (const state of list.reverse()) upsert(state);
@@ -169,7 +169,7 @@ function renderDetail(state) {
 
 // ---- failures, with retry ----
 async function loadFailures() {
-  const res = await fetch("/v1/failures");
+  const res = await fetch("/v1/failures", { headers: authHeaders() });
   if (!res.ok) return;
   const rows = (await res.json()).map((f) =>
     el("tr", { "data-key": f.key },
