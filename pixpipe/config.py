@@ -68,6 +68,8 @@ class ApiModel(BaseModel):
     # An originals key served (404, rendered with the same options) by on-the-fly transforms
     # whose source is missing.
     transform_fallback: str | None = None
+    # Server-Sent Events streams open at once (each holds a bus watch); past it, 503.
+    max_event_streams: int = Field(200, ge=1)
 
     _csv = field_validator("keys", mode="before")(_split_csv)
 

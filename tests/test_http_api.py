@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -421,3 +422,31 @@ def _printed_key(proc: subprocess.Popen[str]) -> str:
         if "API key:" in line:
             return line.split("API key:", 1)[1].strip()
     raise AssertionError(f"pixpipe up exited ({proc.wait()}) without printing a key")
+
+
+async def test_metrics_read_the_consumers_at_most_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``/metrics`` is public: scraping it in a loop costs the bus one round per period."""
+    from pixpipe.http import metrics as metrics_module
+
+    asked: list[str] = []
+
+    class Bus:  # only what refresh reads: how often it asks
+        async def consumer_info(self, stream: str, name: str, timeout: float) -> Any:
+            asked.append(name)
+            return SimpleNamespace(num_pending=3, num_ack_pending=1)
+
+    collected = metrics_module.Metrics()
+    rt = SimpleNamespace(js=Bus())
+    clock = [1000.0]
+    monkeypatch.setattr(metrics_module.time, "monotonic", lambda: clock[0])
+    await collected.refresh(rt)  # type: ignore[arg-type]
+    first = len(asked)
+    assert first == len(metrics_module.CONSUMERS)
+    clock[0] += metrics_module.REFRESH_S / 2
+    await collected.refresh(rt)  # type: ignore[arg-type]
+    assert len(asked) == first  # within the period: the values already read
+    clock[0] += metrics_module.REFRESH_S
+    await collected.refresh(rt)  # type: ignore[arg-type]
+    assert len(asked) == 2 * first

@@ -306,3 +306,43 @@ def test_a_webhook_without_a_secret_is_refused_when_the_settings_load(tmp_path: 
     with pytest.raises(ValidationError, match="secret"):
         make_settings(tmp_path, "nats://127.0.0.1:1",
                       webhooks=[{"url": "http://app/hook", "secret": ""}])  # fmt: skip
+
+
+async def test_event_streams_are_capped_and_a_closed_one_frees_its_place(
+    tmp_path: Path, nats_server_private
+):
+    settings = make_settings(tmp_path, nats_server_private.url,
+                             api={"keys": ["test-key"], "max_event_streams": 1})  # fmt: skip
+    async with running(settings) as pipe:
+        async with pipe.http.stream("GET", "/v1/events") as first:
+            assert first.status_code == 200
+            assert await anext(first.aiter_lines()) == ": connected"
+            second = await pipe.http.get("/v1/events")
+            assert second.status_code == 503 and second.headers["retry-after"] == "5"
+
+        async def a_place_again() -> bool:
+            async with pipe.http.stream("GET", "/v1/events") as third:
+                return third.status_code == 200
+
+        await eventually(a_place_again, timeout=10)
+
+
+async def test_fallback_to_the_original_never_lists_a_folder(
+    tmp_path: Path, nats_server_private, monkeypatch: pytest.MonkeyPatch
+):
+    from pixpipe.storage import Store
+
+    settings = make_settings(tmp_path, nats_server_private.url)
+    async with running(settings) as pipe:
+        original = images.jpeg(images.photo(300, 200))
+        assert (await pipe.upload("fall/IMG 0001.JPG", original)).status_code == 201
+
+        def no_listing(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a fallback listed the originals folder")
+
+        monkeypatch.setattr(Store, "list", no_listing)
+        served = await pipe.http.get("/images/later/fall/IMG 0001.jpg?fallback=original")
+        assert served.status_code == 200 and served.content == original
+        assert served.headers["cache-control"] == "no-store"
+        gone = await pipe.http.get("/images/later/fall/none.jpg?fallback=original")
+        assert gone.status_code == 404

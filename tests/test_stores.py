@@ -301,3 +301,13 @@ async def test_a_local_store_never_follows_a_symbolic_link(tmp_path: Path) -> No
     assert (tmp_path / "elsewhere" / "x.jpg").read_bytes() == b"outside"
     listed = [m.key async for page in store.list() for m in page]
     assert listed == ["real.jpg"]
+
+
+async def test_a_local_store_keeps_its_folder_out_of_failure_messages(tmp_path: Path) -> None:
+    """Failures are listed over HTTP (``GET /v1/failures``): no absolute path in them."""
+    store = open_store(f"file://{tmp_path / 'originals'}")
+    with pytest.raises(PixpipeError) as caught:
+        await store.get("users/42/gone.jpg")
+    assert caught.value.kind is Kind.MISSING
+    assert "users/42/gone.jpg" in caught.value.message
+    assert str(tmp_path) not in caught.value.message

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..events import objects_in
 from ..jobs.state import STATES
@@ -49,22 +50,32 @@ PAGE = {"description": "A page, newest first; ``X-Next-Cursor`` (and ``Link: rel
         "names the next one, when there is more."}
 
 
+@dataclass
+class Paging:
+    """``?limit=&cursor=`` of a listing, and the response its next-page headers go on."""
+
+    request: Request
+    response: Response
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50
+    cursor: Annotated[str | None, Query(description="From ``X-Next-Cursor``.")] = None
+
+    def page(self, docs: list[ImageDoc]) -> list[ImageDoc]:
+        return _page(self.request, self.response, docs, self.limit, self.cursor)
+
+
 @router.get(
     "/v1/images", response_model=list[ImageState], response_model_exclude_none=True,
     dependencies=AUTH, responses={200: PAGE, 400: {"model": Problem}, 401: {"model": Problem}},
 )  # fmt: skip
 async def recent_images(
     request: Request,
-    response: Response,
-    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
-    cursor: Annotated[str | None, Query(description="From ``X-Next-Cursor``.")] = None,
+    paging: Annotated[Paging, Depends()],
     state: Annotated[str | None, Query(pattern=f"^({'|'.join(STATES)})$")] = None,
 ) -> list[dict[str, Any]]:
     """Recent originals, newest first (the dashboard's gallery); needs the API key."""
     rt: Runtime = request.app.state.rt
     docs = [d async for d in rt.states.all() if state is None or d.state == state]
-    page = _page(request, response, docs, limit, cursor)
-    return [public_state(d, base_url(request)) for d in page]
+    return [public_state(d, base_url(request)) for d in paging.page(docs)]
 
 
 def _page(
@@ -104,19 +115,14 @@ async def image_state(request: Request, key: str) -> dict[str, Any]:
     "/v1/failures", response_model=list[Failure], tags=["failures"], dependencies=AUTH,
     responses={200: PAGE, 400: {"model": Problem}, 401: {"model": Problem}},
 )  # fmt: skip
-async def failures(
-    request: Request,
-    response: Response,
-    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
-    cursor: Annotated[str | None, Query(description="From ``X-Next-Cursor``.")] = None,
-) -> list[dict[str, Any]]:
+async def failures(request: Request, paging: Annotated[Paging, Depends()]) -> list[dict[str, Any]]:
     """Originals that failed, with the kind and message of their failure; needs the API key."""
     docs = await request.app.state.rt.states.failed()
     return [
         {"key": s.key, "kind": s.error.kind if s.error else "transient",
          "message": s.error.message if s.error else "", "attempts": s.attempts,
          "time": s.updated}
-        for s in _page(request, response, docs, limit, cursor)
+        for s in paging.page(docs)
     ]  # fmt: skip
 
 

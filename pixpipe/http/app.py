@@ -80,6 +80,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.renders = Renders(rt.settings.limits.frozen())
     app.state.hot = HotCache()
+    app.state.streams = live.Streams(rt.settings.api.max_event_streams)
 
     @app.exception_handler(PixpipeError)
     async def pixpipe_error(request: Request, exc: PixpipeError) -> Response:

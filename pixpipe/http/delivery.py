@@ -7,6 +7,7 @@ PDF original cannot run script on the API's origin."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated, Literal
 
@@ -16,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from ..errors import Kind, PixpipeError
 from ..imaging.sniff import sniff
 from ..jobs.resize import LEGACY_PREFIX
+from ..pipeline.runtime import Runtime
 from ..recipe import strip_extension
 from ..storage import Store, check_original_key
 
@@ -64,7 +66,7 @@ async def variant(
         key = f"{variant.replace(LEGACY_PREFIX, 'max', 1)}/{rest}"  # see jobs/resize.py
     if fallback == "original" and await stores.variants.head(key) is None:
         # Not made yet: the original meanwhile, never cached as if it were the variant.
-        source = await _original_of(stores.originals, rest)
+        source = await _original_of(request.app.state.rt, rest)
         if source is not None:
             media = await _original_type(stores.originals, source)
             return await serve(stores.originals, source, NO_STORE, None, range, content_type=media)
@@ -72,15 +74,21 @@ async def variant(
     return await serve(stores.variants, key, cache, if_none_match, range)
 
 
-async def _original_of(originals: Store, rest: str) -> str | None:
-    """The original a variant key was made from: same path, any (or no) extension."""
+# The extensions an original's key may have (and their capitals, as phones write them).
+_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "heic", "heif", "avif",
+               "svg", "pdf", "ai")  # fmt: skip
+
+
+async def _original_of(rt: Runtime, rest: str) -> str | None:
+    """The original a variant key was made from: same path, one of the image extensions (or
+    none), found by its image state; never by listing a folder (a listing is one request per
+    thousand keys, which a client could make us do at will)."""
     stem = strip_extension(rest)
-    if await originals.head(stem) is not None:
-        return stem
-    async for page in originals.list(f"{stem}.", page_size=100):
-        for meta in page:
-            if strip_extension(meta.key) == stem:
-                return meta.key
+    names = [stem, *(f"{stem}.{e}" for ext in _EXTENSIONS for e in (ext, ext.upper()))]
+    states = await asyncio.gather(*(rt.states.get(name) for name in names))
+    for name, state in zip(names, states, strict=True):
+        if state is not None and await rt.stores.originals.head(name) is not None:
+            return name
     return None
 
 

@@ -12,6 +12,7 @@ every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -63,6 +64,35 @@ async def _watch(
         await watcher.stop()  # type: ignore[no-untyped-call]
 
 
+class Streams:
+    """Open event streams, at most ``[api] max_event_streams`` at once: each holds a KV watch
+    on the bus, and a client must not be able to open them without end."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def counted(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        """``stream``, counted while it is open; 503 (``Retry-After``) when at the limit."""
+        if self.open >= self.limit:
+            raise HTTPException(503, f"{self.limit} event streams are open; retry shortly",
+                                headers={"Retry-After": "5"})  # fmt: skip
+        self.open += 1
+
+        async def counted() -> AsyncIterator[str]:
+            async for chunk in stream:
+                yield chunk
+
+        body = counted()
+        # Released when the body is gone, whether it ran to its end, was cut off by the
+        # client, or never started (a client gone before the first byte): no count leaks.
+        weakref.finalize(body, self._release)
+        return body
+
+    def _release(self) -> None:
+        self.open -= 1
+
+
 @router.get("/v1/images/{key:path}/events", response_class=StreamingResponse, responses=_RESPONSES)
 async def image_events(request: Request, key: str) -> StreamingResponse:
     """The image's state now and at every change, until ``done`` or ``failed``."""
@@ -82,7 +112,8 @@ async def image_events(request: Request, key: str) -> StreamingResponse:
             if doc.state in FINAL:
                 return
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE)
+    counted = request.app.state.streams.counted(stream())
+    return StreamingResponse(counted, media_type="text/event-stream", headers=_SSE)
 
 
 @router.get("/v1/events", response_class=StreamingResponse, responses=_RESPONSES)
@@ -96,7 +127,8 @@ async def all_events(request: Request) -> StreamingResponse:
         async for item in _watch(rt, ">", skip_current=True):
             yield ": keepalive\n\n" if item is None else _event(item[0], base, item[1])
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE)
+    counted = request.app.state.streams.counted(stream())
+    return StreamingResponse(counted, media_type="text/event-stream", headers=_SSE)
 
 
-__all__ = ["router"]
+__all__ = ["Streams", "router"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from ..pipeline.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
+REFRESH_S = 5.0
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -32,6 +34,7 @@ class Metrics:
     """The app's counters, gauges and histograms."""
 
     def __init__(self) -> None:
+        self.refreshed = -REFRESH_S  # when the consumers' backlogs were last read
         self.registry = r = CollectorRegistry()
         self.uploads = Counter("pixpipe_uploads", "Originals received over HTTP.", ["via"],
                                registry=r)  # fmt: skip
@@ -92,7 +95,13 @@ class Metrics:
         self._subscriptions.clear()
 
     async def refresh(self, rt: Runtime) -> None:
-        """Read the consumers' backlogs from JetStream (at scrape time)."""
+        """Read the consumers' backlogs from JetStream at scrape time, at most every
+        ``REFRESH_S``: a scraper (or anyone: ``/metrics`` is public) hammering it costs the bus
+        one round of requests per period, not one per scrape."""
+        now = time.monotonic()
+        if now - self.refreshed < REFRESH_S:
+            return
+        self.refreshed = now
         for name, consumer in CONSUMERS.items():
             try:
                 info = await rt.js.consumer_info(consumer.stream, name, timeout=2)
@@ -111,4 +120,4 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["Metrics", "router"]
+__all__ = ["REFRESH_S", "Metrics", "router"]

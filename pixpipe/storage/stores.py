@@ -52,11 +52,14 @@ class Download:
     chunks: AsyncIterator[bytes]
 
 
-def _error(exc: BaseException, what: str) -> PixpipeError:
-    """Map an obstore/OS failure to our kinds: gone → missing, anything else → transient."""
+def _error(exc: BaseException, what: str, root: Path | None = None) -> PixpipeError:
+    """Map an obstore/OS failure to our kinds: gone → missing, anything else → transient.
+    A local store's folder is left out of the message (failures are listed over HTTP)."""
     if isinstance(exc, FileNotFoundError):
         return PixpipeError(Kind.MISSING, f"{what}: not found")
     detail = str(exc).split("\n", 1)[0]
+    if root is not None:
+        detail = detail.replace(str(root), "…")
     return PixpipeError(Kind.TRANSIENT, f"{what}: {type(exc).__name__}: {detail}")
 
 
@@ -98,7 +101,13 @@ class Store:
         return not isinstance(self.inner, LocalStore)
 
     def _where(self, key: str) -> str:
+        """Where ``key`` is, for messages: a local store's folder is not told."""
+        if self.local_root is not None:
+            return f"file://…/{key}"
         return f"{self.url.rstrip('/')}/{key}"
+
+    def _failure(self, exc: BaseException, what: str) -> PixpipeError:
+        return _error(exc, what, self.local_root)
 
     def _check(self, key: str) -> str:
         """The key rules, plus the file system's own for a local store: no path segment over
@@ -135,7 +144,7 @@ class Store:
             result = await obs.get_async(self.inner, key)
             return bytes(await result.bytes_async())
         except _MAPPED as exc:
-            raise _error(exc, f"get {self._where(key)}") from exc
+            raise self._failure(exc, f"get {self._where(key)}") from exc
 
     async def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)``; a range past the end returns what there is."""
@@ -143,7 +152,7 @@ class Store:
         try:
             return bytes(await obs.get_range_async(self.inner, key, start=start, end=end))
         except _MAPPED as exc:
-            raise _error(exc, f"get {self._where(key)} [{start}:{end}]") from exc
+            raise self._failure(exc, f"get {self._where(key)} [{start}:{end}]") from exc
 
     async def open(self, key: str, *, start: int | None = None, end: int | None = None) -> Download:
         """Start a streaming read (whole object, or ``[start, end)``) for HTTP delivery."""
@@ -157,7 +166,7 @@ class Store:
         try:
             result = await obs.get_async(self.inner, key, options=options or None)  # type: ignore[arg-type]
         except _MAPPED as exc:
-            raise _error(exc, f"get {where}") from exc
+            raise self._failure(exc, f"get {where}") from exc
         content_type = result.attributes.get("Content-Type") or _guess_type(key)
         chunks = _reading(result.stream(min_chunk_size=256 * 1024), where)
         return Download(_meta(result.meta, key, content_type), result.range, chunks)
@@ -174,7 +183,7 @@ class Store:
         except FileNotFoundError:
             return None
         except _MAPPED as exc:
-            raise _error(exc, f"head {self._where(key)}") from exc
+            raise self._failure(exc, f"head {self._where(key)}") from exc
         content_type = result.attributes.get("Content-Type") or _guess_type(key)
         return _meta(result.meta, key, content_type)
 
@@ -210,7 +219,7 @@ class Store:
                 attributes=attributes or None,
             )
         except _MAPPED as exc:
-            raise _error(exc, f"put {self._where(key)}") from exc
+            raise self._failure(exc, f"put {self._where(key)}") from exc
         return bare_etag(result["e_tag"])
 
     async def delete(self, key: str) -> None:
@@ -221,7 +230,7 @@ class Store:
         except FileNotFoundError:
             pass
         except _MAPPED as exc:
-            raise _error(exc, f"delete {self._where(key)}") from exc
+            raise self._failure(exc, f"delete {self._where(key)}") from exc
 
     async def list(self, prefix: str = "", page_size: int = 1000) -> AsyncIterator[list[Meta]]:
         """Pages of up to ``page_size`` objects whose key starts with ``prefix`` (a plain string
@@ -241,7 +250,7 @@ class Store:
                     yield page[:page_size]
                     page = page[page_size:]
         except _MAPPED as exc:
-            raise _error(exc, f"list {self._where(prefix)}") from exc
+            raise self._failure(exc, f"list {self._where(prefix)}") from exc
         if page:
             yield page
 
@@ -256,14 +265,14 @@ class Store:
         try:
             result = await obs.get_async(self.inner, key)
         except _MAPPED as exc:
-            raise _error(exc, f"copy {where}") from exc
+            raise self._failure(exc, f"copy {where}") from exc
         attributes = result.attributes
         data: bytes | AsyncIterator[bytes]
         if result.meta["size"] <= _STREAM_THRESHOLD:
             try:
                 data = bytes(await result.bytes_async())
             except _MAPPED as exc:
-                raise _error(exc, f"copy {where}") from exc
+                raise self._failure(exc, f"copy {where}") from exc
         else:
             data = _reading(result.stream(), where)
         return await other.put(
