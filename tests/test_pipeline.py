@@ -3,6 +3,7 @@ idempotence, quarantine, ingest from folders and S3 notifications, signed webhoo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -346,3 +347,24 @@ async def test_fallback_to_the_original_never_lists_a_folder(
         assert served.headers["cache-control"] == "no-store"
         gone = await pipe.http.get("/images/later/fall/none.jpg?fallback=original")
         assert gone.status_code == 404
+
+
+async def test_two_retries_at_once_move_the_original_back_once(
+    tmp_path: Path, nats_server_private
+):
+    """A double click on Retry: one retry wins (202), the other is told (409); nothing lost."""
+    settings = make_settings(tmp_path, nats_server_private.url)
+    async with running(settings) as pipe:
+        broken = images.truncated(images.jpeg(images.photo(300, 200)))
+        assert (await pipe.upload("twice/broken.jpg", broken)).status_code == 201
+        assert (await pipe.wait("twice/broken.jpg")).state == "failed"
+        url = "/v1/failures/twice/broken.jpg/retry"
+        answers = await asyncio.gather(*(pipe.http.post(url, headers=AUTH) for _ in range(2)))
+        assert sorted(r.status_code for r in answers) == [202, 409]
+
+        async def failed_again() -> bool:
+            state = await pipe.rt.states.get("twice/broken.jpg")
+            return bool(state and state.state == "failed" and state.attempts == 1)
+
+        await eventually(failed_again, timeout=30)
+        assert await pipe.rt.stores.quarantine.get("twice/broken.jpg") == broken

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import secrets
@@ -185,20 +186,30 @@ class NotFailed(ValueError):
 async def retry_failed(rt: Runtime, key: str) -> dict[str, Any]:
     """Put a failed original back in line: out of quarantine if it is there, then a new
     ``object.created`` (its own message id, so the bus does not drop it as a duplicate)."""
-    state = await rt.states.get(key)
-    if state is None or state.state != "failed":
+    # Claim it first (compare-and-set ``failed`` → ``pending``): of two retries at once (a
+    # double click), one moves the original back and the other is told it is under way.
+    claimed = await rt.states.change(
+        key, lambda s: s.but(state="pending") if s is not None and s.state == "failed" else None
+    )
+    if claimed is None:
         raise NotFailed(f"{key!r} has not failed")
-    moved = await rt.stores.quarantine.exists(key)
-    if moved:
-        await rt.stores.quarantine.copy_to(rt.stores.originals, key)
+    # The original, from quarantine if it is there. What goes out is the copy just made, not
+    # a later look: once back, the folder watcher may announce it too and a quick worker fail
+    # it again (and move it away) before this retry would look.
+    kept = await rt.stores.quarantine.head(key)
+    moved = kept is not None
+    if kept is not None:
+        etag = await rt.stores.quarantine.copy_to(rt.stores.originals, key)
         await rt.stores.quarantine.delete(key)
+        meta = dataclasses.replace(kept, etag=etag)
     await rt.stores.quarantine.delete(error_key(key))
     await rt.stores.quarantine.delete(legacy_error_key(key))  # written before ``_pixpipe/``
-    meta = await rt.stores.originals.head(key)
-    if meta is None:
+    if kept is None and (meta := await rt.stores.originals.head(key)) is None:
         raise PixpipeError(Kind.MISSING, f"{key} is neither in quarantine nor in originals")
     event = ObjectCreated(key=key, size=meta.size, etag=meta.etag, content_type=meta.content_type)
-    await rt.states.put(ImageState(key=key, state="pending", etag=event.etag))
+    pending = ImageState(key=key, state="pending", etag=event.etag)
+    # Unless a quick worker has already failed it again (a final state stays as it is).
+    await rt.states.change(key, lambda s: pending if s is None or s.state == "pending" else None)
     # A moved-back original is a new object (new etag): its usual id also dedups the folder
     # watcher's announcement. One that never left needs an id of its own to pass dedup.
     msg_id = event.msg_id if moved else f"{event.msg_id}#retry-{secrets.token_hex(4)}"
