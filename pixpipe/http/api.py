@@ -82,7 +82,8 @@ def _page(
     request: Request, response: Response, docs: list[ImageDoc], limit: int, cursor: str | None
 ) -> list[ImageDoc]:
     """One page of ``docs``, newest first, after ``cursor`` (the last one of the page before:
-    its time and key, so pages neither skip nor repeat as images come and go)."""
+    its time and key, so a page never repeats one; an image that changes while a client walks
+    the pages moves to the front, being newest)."""
     docs.sort(key=lambda d: (d.updated.isoformat(), d.key), reverse=True)
     if cursor:
         try:
