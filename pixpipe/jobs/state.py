@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol, Self
 from pydantic import AliasChoices, ConfigDict, Field
 
 from ..documents import Document
+from ..events import VariantInfo
 
 STATES = ("pending", "processing", "done", "failed")
 FINAL = ("done", "failed")
@@ -31,17 +32,10 @@ class _Frozen(Document):
     model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
 
 
-class VariantRecord(_Frozen):
-    """One stored variant; ``fp`` and ``etag`` are set when a backfill made it (the spec's
-    fingerprint and the original's etag it was made from)."""
+class VariantRecord(VariantInfo):
+    """One stored variant, as ``image.processed`` reports it; ``fp`` and ``etag`` are set when
+    a backfill made it (the spec's fingerprint and the original's etag it was made from)."""
 
-    name: str
-    key: str
-    width: int
-    height: int
-    bytes: int
-    format: str
-    version: str | None = None  # ``Variant.version(etag)``: the ``?v=`` of its immutable URL
     fp: str | None = None
     etag: str | None = None
 
