@@ -30,6 +30,7 @@ class LimitsModel(BaseModel):
     max_frames: int = Field(_LIMITS.max_frames, gt=0)
     max_seconds: float = Field(_LIMITS.max_seconds, gt=0)
     transform_concurrency: int = Field(_LIMITS.transform_concurrency, gt=0)
+    max_memory_mb: int = Field(_LIMITS.max_memory_mb, ge=0)
 
     def frozen(self) -> Limits:
         return Limits(**self.model_dump())

@@ -37,7 +37,20 @@ class PixpipeError(Exception):
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind.value, "message": self.message}
 
+class TimedOut(PixpipeError):
+    """A render that ran out of time. Transient the first time (a busy machine, a noisy
+    neighbour); the job core makes a repeat, and ``pixpipe process`` its only try, ``too_large``
+    (:meth:`final`)."""
+
+    def __init__(self, kind: Kind | str = Kind.TRANSIENT, message: str = "timed out") -> None:
+        super().__init__(kind, message)
+
+    def final(self) -> PixpipeError:
+        return PixpipeError(Kind.TOO_LARGE, self.message)
+
+
 __all__ = [
     "Kind",
     "PixpipeError",
+    "TimedOut",
 ]

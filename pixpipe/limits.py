@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import Kind, PixpipeError
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -14,10 +16,21 @@ class Limits:
     # sharp's default (0x3FFF²): a 268-megapixel original still loads, a bomb does not.
     max_input_pixels: int = 268_402_689
     max_frames: int = 500
-    # Wall-clock budget for one original; a hostile file that slips past the header checks
-    # is stopped by libvips' kill flag, and `pixpipe process` kills the worker process after it.
+    # Wall-clock budget for one original; ``render`` has libvips kill its work past it (every
+    # runtime, Lambda too), and render processes are stopped after it as well.
     max_seconds: float = 60.0
     transform_concurrency: int = 4
+    # Address space a render process may take for data (RLIMIT_DATA); past it an allocation
+    # fails and the image is ``too_large``, the process lives on. 0: no ceiling.
+    max_memory_mb: int = 3072
+
+    def check_size(self, size: int, what: str = "the original") -> None:
+        """Refuse an original from its size alone, before a byte of it is read."""
+        if size > self.max_input_bytes:
+            raise PixpipeError(
+                Kind.TOO_LARGE,
+                f"{what} is {size} bytes, over the limit of {self.max_input_bytes} bytes",
+            )
 
 
 __all__ = ["Limits"]

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import Kind, PixpipeError
-from .jobs.pool import failure, init_process, start_pool, threads_per_process
+from .errors import Kind, PixpipeError, TimedOut
+from .jobs.pool import HARD_STOP_GRACE_S, failure, init_process, start_pool, threads_per_process
 from .limits import Limits
 from .recipe import Recipe, strip_extension
 
@@ -90,7 +90,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(recipe: Recipe, limits: Limits, out: Path, threads: int) -> None:
-    init_process(threads)
+    init_process(threads, limits.max_memory_mb)
     _STATE.update(recipe=recipe, limits=limits, out=out)
 
 
@@ -119,6 +119,7 @@ def _run_job(job: Job) -> Result:
         return Result(str(job.path), "done", variants, ms=round(ms, 1))
     except PixpipeError as exc:
         ms = round((time.perf_counter() - started) * 1000, 1)
+        exc = exc.final() if isinstance(exc, TimedOut) else exc  # one try: no second chance
         return Result(str(job.path), "failed", kind=exc.kind.value, message=exc.message, ms=ms)
 
 
@@ -140,6 +141,8 @@ def _outcome(job: Job, future: Future[Result], limits: Limits) -> Result:
         return future.result()
     except Exception as exc:  # a stall, a crash or a bug costs one file, not the batch
         error = failure(exc, limits)
+        if isinstance(error, TimedOut):
+            error = error.final()
         return Result(str(job.path), "failed", kind=error.kind.value, message=error.message)
 
 
@@ -158,7 +161,7 @@ def process(
     initargs = (recipe, limits, out, threads_per_process(workers))
     with start_pool(workers, _init_worker, initargs) as pool:
         futures = {
-            pool.schedule(_run_job, args=(job,), timeout=limits.max_seconds): i
+            pool.schedule(_run_job, args=(job,), timeout=limits.max_seconds + HARD_STOP_GRACE_S): i
             for i, job in enumerate(jobs)
         }
         for future in as_completed(futures):

@@ -54,7 +54,7 @@ async def ports(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
     if request.param == "lambda":
         records = RecordStates(stores.variants)
-        yield Ports(Context(stores, records, publish, _render, RECIPE), events)
+        yield Ports(Context(stores, records, publish, _render, RECIPE, LIMITS), events)
         return
     nc = await bus.connect(request.getfixturevalue("nats_server").url, max_reconnect_attempts=3)
     try:
@@ -62,7 +62,7 @@ async def ports(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         for info in await jsc.streams_info():  # an empty JetStream, as the `js` fixture does
             await jsc.delete_stream(info.config.name)
         states = KvStates(await bus.ensure_topology(jsc))
-        yield Ports(Context(stores, states, publish, _render, RECIPE), events)
+        yield Ports(Context(stores, states, publish, _render, RECIPE, LIMITS), events)
     finally:
         await nc.close()
 

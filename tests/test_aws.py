@@ -5,6 +5,7 @@ resize, notifications, backup, and the SAM template through cfn-lint."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -58,8 +59,10 @@ class Context:
     log_group_name: str = "/aws/lambda/pixpipe-variants"
     log_stream_name: str = "2024/01/01/[$LATEST]abcdef"
 
+    remaining_ms: int = 60_000
+
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return self.remaining_ms
 
 
 CONTEXT = Context()
@@ -230,6 +233,42 @@ def test_sqs_batch_reports_transient_failures_only(
     recorded = aws.head("quarantine", "_pixpipe/errors/flaky.jpg.json") is not None
     assert recorded == (receive_count == 3)
     assert aws.head("quarantine", "flaky.jpg") is None
+
+
+def test_a_render_over_its_time_limit_is_retried_once_then_quarantined(
+    aws: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process renders stop at ``limits.max_seconds`` too (libvips' kill flag): the first
+    time the message goes back to the queue, original untouched; the second is too_large."""
+    monkeypatch.setenv("PIXPIPE_LIMITS__MAX_SECONDS", "0.002")
+    slow = aws.upload("slow.jpg", jpeg(photo(4000, 3000)))
+    first = handler(sqs(aws.s3_event("slow.jpg", slow)), CONTEXT)
+    assert first == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    assert aws.head("originals", "slow.jpg") is not None
+    assert aws.head("quarantine", "_pixpipe/errors/slow.jpg.json") is None
+    second = handler(sqs(aws.s3_event("slow.jpg", slow), receive_count=2), CONTEXT)
+    assert second == {"batchItemFailures": []}
+    record = json.loads(aws.read("quarantine", "_pixpipe/errors/slow.jpg.json"))
+    assert record["kind"] == "too_large" and "0.002 s" in record["message"]
+    assert aws.head("originals", "slow.jpg") is None
+
+
+def test_an_image_is_not_started_without_its_time_left_in_the_invocation(
+    aws: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pixpipe.aws.handlers import MARGIN_S
+
+    monkeypatch.setenv("PIXPIPE_LIMITS__MAX_SECONDS", "10")
+    etags = [aws.upload(f"late-{n}.jpg", jpeg(photo(300, 200))) for n in range(2)]
+    event = sqs(*(aws.s3_event(f"late-{n}.jpg", e) for n, e in enumerate(etags)))
+    short = dataclasses.replace(CONTEXT, remaining_ms=int((10 + MARGIN_S) * 1000) - 1)
+    response = handler(event, short)
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"msg-{n}"} for n in range(2)]}
+    assert [aws.head("variants", f"m/late-{n}.jpg") for n in range(2)] == [None, None]
+    assert all(aws.head("originals", f"late-{n}.jpg") for n in range(2))  # untouched
+    # With the time there, the same batch is done.
+    assert handler(event, CONTEXT) == {"batchItemFailures": []}
+    assert all(aws.head("variants", f"m/late-{n}.jpg") for n in range(2))
 
 
 def test_duplicate_delivery_is_idempotent(aws: Deployment) -> None:
@@ -403,6 +442,24 @@ def _template() -> Any:
 
 def _of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
     return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def test_every_cdn_behaviour_sends_nosniff_and_a_sandbox_csp() -> None:
+    """An uploaded SVG or HTML served by CloudFront must not script the CDN's domain."""
+    resources = _template()["Resources"]
+    (distribution,) = _of_type(resources, "AWS::CloudFront::Distribution").values()
+    config = distribution["Properties"]["DistributionConfig"]
+    behaviours = [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]
+    policies = {b["ResponseHeadersPolicyId"]["Ref"] for b in behaviours}
+    (name,) = policies
+    security = resources[name]["Properties"]["ResponseHeadersPolicyConfig"]
+    headers = security["SecurityHeadersConfig"]
+    assert headers["ContentTypeOptions"]["Override"] is True
+    csp = headers["ContentSecurityPolicy"]
+    assert csp["Override"] is True and "sandbox" in csp["ContentSecurityPolicy"]
+    from pixpipe.http.delivery import SAFE
+
+    assert csp["ContentSecurityPolicy"] == SAFE["Content-Security-Policy"]  # as pixpipe sends
 
 
 def test_template_has_what_the_contract_names() -> None:

@@ -6,8 +6,11 @@ table; and the direct resize giving the same key and bytes over HTTP, the CLI an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,10 +20,13 @@ from pixpipe.cli import app
 from pixpipe.config import RetryModel
 from pixpipe.errors import Kind, PixpipeError
 from pixpipe.events import ImageFailed, ImageProcessed
+from pixpipe.imaging import render
 from pixpipe.jobs import variants
 from pixpipe.jobs.retry import Action, backoff, decide
 from pixpipe.limits import Limits
 from pixpipe.recipe import Recipe
+from pixpipe.storage import Store
+from pixpipe.storage.stores import Download
 
 from . import images
 from .job_ports import Ports
@@ -171,3 +177,84 @@ async def test_direct_resize_same_key_and_bytes_over_http_cli_and_lambda(
     assert {k for k, _ in results.values()} == {"max300/users/42/IMG 0001.jpg"}
     assert len({data for _, data in results.values()}) == 1, "the three runtimes differ"
     assert images.decoded(results["http"][1]).width == 300
+
+
+# ---- limits checked before the bytes, and a slow render ---------------------------------------
+
+
+def _watched(ports: Ports, limits: Limits) -> tuple[variants.Context, list[str]]:
+    """The context with these limits and an originals store that records every open and
+    refuses every read of a body."""
+    reads: list[str] = []
+
+    async def refuse(key: str) -> AsyncIterator[bytes]:
+        reads.append(f"read {key}")
+        raise AssertionError(f"{key} was read")
+        yield b""
+
+    class Watched(Store):
+        async def get(self, key: str) -> bytes:
+            return b"".join([c async for c in refuse(key)])
+
+        async def get_range(self, key: str, start: int, end: int) -> bytes:
+            return await self.get(key)
+
+        async def open(self, key: str, **options: Any) -> Download:
+            reads.append(f"open {key}")
+            download = await Store.open(self, key, **options)
+            return dataclasses.replace(download, chunks=refuse(key))
+
+    plain = ports.ctx.stores.originals
+    stores = dataclasses.replace(ports.ctx.stores, originals=Watched(plain.url, plain.inner))
+    return dataclasses.replace(ports.ctx, stores=stores, limits=limits), reads
+
+
+async def test_an_original_over_the_byte_limit_is_refused_before_a_byte_is_read(
+    ports: Ports,
+) -> None:
+    data = images.jpeg(images.photo(300, 200))
+    event = await _upload(ports, "huge.jpg", data)
+    ctx, reads = _watched(ports, Limits(max_input_bytes=len(data) - 1))
+    with pytest.raises(PixpipeError) as raised:
+        await variants.render_variants(ctx, event, 1)
+    assert raised.value.kind is Kind.TOO_LARGE and f"{len(data)} bytes" in raised.value.message
+    assert reads == []  # refused from the announced size: not even opened
+    # The failure is recorded as usual: the original moves to quarantine.
+    assert (await variants.fail(ctx, "huge.jpg", raised.value, 1)).state == "failed"
+    assert await ctx.stores.quarantine.exists("huge.jpg")
+
+
+async def test_a_size_announced_wrong_is_caught_from_the_stores_own_before_the_body(
+    ports: Ports,
+) -> None:
+    data = images.jpeg(images.photo(300, 200))
+    event = (await _upload(ports, "lying.jpg", data)).model_copy(update={"size": 10})
+    ctx, reads = _watched(ports, Limits(max_input_bytes=len(data) - 1))
+    with pytest.raises(PixpipeError) as raised:
+        await variants.render_variants(ctx, event, 1)
+    assert raised.value.kind is Kind.TOO_LARGE
+    assert reads == ["open lying.jpg"]  # its size seen, its body never read
+
+
+async def test_a_render_out_of_time_is_retried_once_then_too_large(ports: Ports) -> None:
+    """A time-out may be a busy machine: the first is transient (original kept, retried);
+    only a second one makes the image ``too_large``."""
+    data = images.jpeg(images.photo(4000, 3000))
+    event = await _upload(ports, "slow.jpg", data)
+    tight = Limits(max_seconds=0.002)
+
+    async def render_tight(data: bytes, recipe: Recipe) -> object:
+        return render(data, recipe, tight)
+
+    ctx = dataclasses.replace(ports.ctx, limits=tight, render=render_tight)
+    with pytest.raises(PixpipeError) as first:
+        await variants.render_variants(ctx, event, 1)
+    assert first.value.kind is Kind.TRANSIENT and "longer than 0.002 s" in first.value.message
+    assert decide(first.value, 1, 3) is Action.RETRY
+    assert await ctx.stores.originals.exists("slow.jpg")
+    with pytest.raises(PixpipeError) as second:
+        await variants.render_variants(ctx, event, 2)
+    assert second.value.kind is Kind.TOO_LARGE and "longer than 0.002 s" in second.value.message
+    assert decide(second.value, 2, 3) is Action.GIVE_UP
+    # With time enough, the very same image renders.
+    assert (await variants.render_variants(ports.ctx, event, 3)).state == "done"

@@ -28,7 +28,7 @@ from pixpipe.jobs.pool import RenderPool
 from pixpipe.pipeline.ingest import publish_created
 from pixpipe.pipeline.roles import Roles
 from pixpipe.pipeline.states import KvStates
-from pixpipe.recipe import DEFAULT_RECIPE
+from pixpipe.recipe import DEFAULT_RECIPE, Recipe
 
 from . import images
 from .pipeline import (
@@ -428,6 +428,26 @@ async def test_render_pool_survives_a_process_killed_before_it_took_its_task(sma
         assert failed.value.kind is Kind.TRANSIENT
         rendered = await pool.render(small_jpeg, DEFAULT_RECIPE)
         assert {o.name for o in rendered.variants} == set(SIX)
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+async def test_a_render_over_the_memory_ceiling_fails_alone_and_the_process_lives_on(
+    small_jpeg: bytes,
+):
+    """``[limits] max_memory_mb`` caps each render process: an image that needs more is
+    ``too_large`` (an allocation failed), and the same process takes the next image."""
+    big = images.png(images.solid(9000, 9000), compression=1)  # 243 MB of pixels at full size
+    full = Recipe.parse(["full=9000x9000"])
+    pool = RenderPool(1, Limits(max_memory_mb=150))
+    try:
+        with pytest.raises(PixpipeError) as failed:
+            await pool.render(big, full)
+        assert failed.value.kind is Kind.TOO_LARGE and "memory" in failed.value.message
+        before = set(children_of(os.getpid()))
+        rendered = await pool.render(small_jpeg, full)
+        assert rendered.variants[0].width == images.decoded(small_jpeg).width
+        assert set(children_of(os.getpid())) == before, "the render process was replaced"
     finally:
         await asyncio.to_thread(pool.close)
 

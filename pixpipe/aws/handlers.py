@@ -8,6 +8,11 @@ the job core's (``pixpipe.jobs``), with the retry policy of ``jobs/retry.py``:
   invocations) are processed in turn; a transient failure raises at the end so Lambda's own
   retries (and on-failure destination) take over.
 - ``{"key": "...", "maxDimension": N}`` resizes one original and answers ``{"resultKey": ...}``.
+
+Each image has ``limits.max_seconds`` (libvips stops a render past it: a transient failure the
+first time, ``too_large`` when it repeats); an image is only started while the invocation has
+that long left and ``MARGIN_S`` more, so one slow file cannot time the whole batch out: what is
+not started goes back to its queue (or to Lambda's retries) untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ..errors import Kind, PixpipeError
 from ..events import ObjectCreated, objects_in
 from ..jobs import variants
 from ..jobs.backup import back_up
@@ -38,6 +44,8 @@ logger = Logger(service="pixpipe.aws")
 metrics = Metrics(namespace="pixpipe", service="pixpipe")
 
 Job = Callable[[Runtime, ObjectCreated, int, "str | None"], Awaitable[Outcome]]
+# Seconds kept back at the end of an invocation, for the stores and the answer.
+MARGIN_S = 2.0
 
 
 def _is_sqs(event: dict[str, Any]) -> bool:
@@ -50,14 +58,28 @@ def _objects(rt: Runtime, payload: Any) -> list[ObjectCreated]:
     return objects_in(rt.stores.originals.url, payload)
 
 
+def _check_time(context: LambdaContext, needs_s: float) -> None:
+    """Refuse to start an image the invocation may not have time to finish (transient)."""
+    left = context.get_remaining_time_in_millis() / 1000
+    if left < needs_s + MARGIN_S:
+        raise PixpipeError(
+            Kind.TRANSIENT, f"not started: {left:.1f} s left in this invocation, and an image "
+            f"may take {needs_s:g} s",
+        )  # fmt: skip
+
+
 async def _each(
-    rt: Runtime, job: Job, objects: list[ObjectCreated], attempt: int, delivery: str | None = None
-) -> list[Outcome]:
-    """Every object in turn; the first transient error is raised after all were tried."""
+    rt: Runtime, job: Job, context: LambdaContext, objects: list[ObjectCreated], attempt: int,
+    delivery: str | None = None,
+) -> list[Outcome]:  # fmt: skip
+    """Every object in turn; the first transient error is raised after all were tried. A
+    render is started only with its time limit (and the margin) left."""
+    needs_s = rt.limits.max_seconds if job is _render_job else 0.0
     outcomes: list[Outcome] = []
     error: BaseException | None = None
     for created in objects:
         try:
+            _check_time(context, needs_s)
             outcomes.append(await job(rt, created, attempt, delivery))
         except Exception as exc:  # transient: the others still get their turn
             logger.exception("will retry %s", created.key)
@@ -75,7 +97,7 @@ def _count(outcomes: list[Outcome]) -> None:
         metrics.add_metric(name=f"Images{state.title()}", unit=MetricUnit.Count, value=value)
 
 
-def _dispatch(event: dict[str, Any], job: Job) -> dict[str, Any]:
+def _dispatch(event: dict[str, Any], context: LambdaContext, job: Job) -> dict[str, Any]:
     rt = runtime()
     if _is_sqs(event):
         processor = BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
@@ -83,11 +105,11 @@ def _dispatch(event: dict[str, Any], job: Job) -> dict[str, Any]:
         def record_handler(record: SQSRecord) -> list[dict[str, str]]:
             attempt = int(record.attributes.approximate_receive_count or 1)
             objects = _objects(rt, record.body)
-            outcomes = run(_each(rt, job, objects, attempt, record.message_id))
+            outcomes = run(_each(rt, job, context, objects, attempt, record.message_id))
             return [o.to_dict() for o in outcomes]
 
         return dict(process_partial_response(event, record_handler, processor))
-    outcomes = run(_each(rt, job, _objects(rt, event), 1))
+    outcomes = run(_each(rt, job, context, _objects(rt, event), 1))
     return {"objects": [o.to_dict() for o in outcomes]}
 
 
@@ -132,7 +154,7 @@ def _invoke(event: dict[str, Any]) -> dict[str, Any]:
             raise ValueError('a direct invocation needs "key" and "maxDimension"')
         rt = runtime()
         key = check_original_key(event["key"])
-        resized = run(resize(rt.stores, rt.render, key, event["maxDimension"]))
+        resized = run(resize(rt.stores, rt.render, rt.limits, key, event["maxDimension"]))
     except Exception:
         metrics.add_metric(name="ResizeErrors", unit=MetricUnit.Count, value=1)
         raise
@@ -146,14 +168,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The variants function: S3 / SNS / SQS / EventBridge notifications, or a direct resize."""
     if isinstance(event, dict) and "key" in event and "Records" not in event:
         return _invoke(event)
-    return _dispatch(event, _render_job)
+    return _dispatch(event, context, _render_job)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def backup_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The backup function: every original named in the notifications copied to backup."""
-    return _dispatch(event, _backup_job)
+    return _dispatch(event, context, _backup_job)
 
 
 __all__ = ["backup_handler", "handler"]

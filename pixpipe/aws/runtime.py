@@ -68,7 +68,7 @@ class Runtime:
     def context(self) -> Context:
         """The job core's ports in this container."""
         return Context(self.stores, RecordStates(self.stores.variants), self.announce,
-                       self.render, self.recipe)  # fmt: skip
+                       self.render, self.recipe, self.limits)  # fmt: skip
 
     async def render(self, data: bytes, recipe: Recipe) -> Rendered:
         """Render in this process: a Lambda invocation is one image at a time anyway."""

@@ -128,7 +128,9 @@ def invoke(
     async def run() -> dict[str, Any]:
         pool = RenderPool(1, settings.limits.frozen())
         try:
-            return (await resize(open_stores(settings), pool.render, key, max_dimension)).to_dict()
+            stores = open_stores(settings)
+            resized = await resize(stores, pool.render, pool.limits, key, max_dimension)
+            return resized.to_dict()
         finally:
             await asyncio.to_thread(pool.close)
 

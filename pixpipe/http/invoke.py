@@ -36,7 +36,9 @@ async def invoke(request: Request, body: InvokeRequest) -> Any:
     variant = resize_variant(body.max_dimension)
 
     async def work() -> dict[str, Any]:
-        return (await resize(rt.stores, renders.pool.render, key, body.max_dimension)).to_dict()
+        pool = renders.pool
+        resized = await resize(rt.stores, pool.render, pool.limits, key, body.max_dimension)
+        return resized.to_dict()
 
     try:
         result = await renders.once(f"invoke:{variant.name}:{key}", work)

@@ -83,6 +83,7 @@ async def resolve(state: Any, signature: str, path: str, accept: str | None) -> 
         source, fallback = await _fallback(rt), True
         if source is None:
             raise HTTPException(404, f"no original {key!r}")
+    rt.settings.limits.frozen().check_size(source.size)  # before a byte of it is read
     fmt = await _output_format(rt.stores.originals, source, variant)
     return Target(source, variant, cache_key(source.key, source.etag, variant, fmt), extra,
                   fallback)  # fmt: skip

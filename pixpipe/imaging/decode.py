@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pyvips
 
-from ..errors import Kind, PixpipeError
-from .libvips import vips_message  # importing it hardens libvips before this first decode
+from .libvips import vips_failure, watched  # importing it hardens libvips before this first decode
 from .loaders.pdf import render_pdf
 from .source import Source
 from .steps import resize, to_srgb
@@ -35,11 +34,9 @@ def decode(data: bytes, source: Source, size: tuple[int, int], animated: bool) -
                 # fail_on must reach the loader: thumbnail's own fail_on does not stop it here.
                 option_string="fail_on=truncated,n=-1" if animated else "fail_on=truncated",
             )  # fmt: skip
-        return to_srgb(image).copy_memory()
+        return watched(to_srgb(image)).copy_memory()
     except pyvips.Error as exc:
-        raise PixpipeError(
-            Kind.CORRUPT, f"{source.format} cannot be decoded: {vips_message(exc)}"
-        ) from None
+        raise vips_failure(exc, f"{source.format} cannot be decoded") from None
 
 __all__ = [
     "decode",

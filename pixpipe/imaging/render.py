@@ -11,13 +11,12 @@ from typing import Literal
 
 import pyvips
 
-from ..errors import Kind, PixpipeError
 from ..limits import Limits
 from ..recipe import EXTENSIONS, Recipe, Variant
 from .decode import decode
 from .encode import ALPHA_FORMATS, MIME_TYPES, encode
 from .inspect import inspect
-from .libvips import vips_message
+from .libvips import time_limit, vips_failure, watched
 from .placeholder import placeholder
 from .plan import Geometry, base_size, geometry
 from .source import Source
@@ -69,10 +68,20 @@ def render(
 
     ``strategy="once"`` decodes once at the size the largest variant needs and derives the
     rest from memory; ``"each"`` decodes per variant (kept to measure against, see benchmarks).
-    Raises ``PixpipeError`` with a kind for every bad input.
+    Raises ``PixpipeError`` with a kind for every bad input; past ``limits.max_seconds``
+    libvips stops and it raises ``TimedOut``.
     """
-    source = inspect(data, limits or Limits())
+    limits = limits or Limits()
+    source = inspect(data, limits)
     plans = [(v, geometry(source.width, source.height, v)) for v in recipe]
+    with time_limit(limits.max_seconds):
+        return _render(data, source, recipe, plans, strategy)
+
+
+def _render(
+    data: bytes, source: Source, recipe: Recipe, plans: list[tuple[Variant, Geometry]],
+    strategy: Strategy,
+) -> Rendered:  # fmt: skip
     try:
         if strategy == "each":
             outputs = {v.name: _render_each(data, source, v, g) for v, g in plans}
@@ -83,7 +92,7 @@ def render(
             outputs, smallest = _render_once(data, source, base, plans)
         hashed, colour = placeholder(smallest)
     except pyvips.Error as exc:
-        raise PixpipeError(Kind.CORRUPT, f"{source.format}: {vips_message(exc)}") from None
+        raise vips_failure(exc, source.format) from None
     ordered = tuple(outputs[v.name] for v in recipe)
     return Rendered(source, ordered, hashed, colour)
 
@@ -106,7 +115,7 @@ def _render_once(
         )
         resized = resize(src, geo.resize)
         if resized is not src and variant.fit != "fill":
-            resized = resized.copy_memory()
+            resized = watched(resized).copy_memory()
             pool.append(resized)
         outputs[variant.name] = _finish(resized, source, variant, geo)
     return outputs, min(pool, key=lambda p: p.width * p.height)
@@ -129,7 +138,7 @@ def _render_each(data: bytes, source: Source, variant: Variant, geo: Geometry) -
         if name in image.get_fields():
             joined.set_type(image.get_typeof(name), name, image.get(name))
     fmt = variant.output_format(source.format)
-    data = encode(joined, fmt, variant)
+    data = encode(watched(joined), fmt, variant)
     return Output(variant.name, fmt, frames[0].width, frames[0].height, data)
 
 
@@ -138,7 +147,8 @@ def _finish(image: pyvips.Image, source: Source, variant: Variant, geo: Geometry
     image = shape(image, geo, variant)
     if fmt not in ALPHA_FORMATS:
         image = flatten(image, variant.background)
-    return Output(variant.name, fmt, image.width, image.height, encode(image, fmt, variant))
+    data = encode(watched(image), fmt, variant)
+    return Output(variant.name, fmt, image.width, image.height, data)
 
 
 def _thumb_size(source: Source) -> tuple[int, int]:

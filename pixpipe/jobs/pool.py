@@ -6,22 +6,31 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import resource
 from concurrent.futures import TimeoutError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from ..errors import Kind, PixpipeError
+from ..errors import Kind, PixpipeError, TimedOut
 from ..limits import Limits
 from ..recipe import Recipe
 
 # Recycle a render process now and then: libvips and malloc arenas grow with odd inputs.
 MAX_TASKS_PER_PROCESS = 500
+# libvips stops a render at ``limits.max_seconds`` itself; a process still busy this much later
+# (stuck outside libvips: a PDF, a HEIC) is stopped by the pool.
+HARD_STOP_GRACE_S = 5.0
 
 
-def init_process(threads: int) -> None:
-    """Per-process libvips setup: thread count, no operation cache (every original is new)."""
+def init_process(threads: int, max_memory_mb: int = 0) -> None:
+    """Per-process libvips setup: thread count, no operation cache (every original is new),
+    and a ceiling on the memory it may allocate (``RLIMIT_DATA``: heap and private mappings,
+    not the shared libraries), so one huge image fails alone instead of the machine."""
+    if max_memory_mb > 0:
+        ceiling = max_memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (ceiling, ceiling))
     os.environ["VIPS_CONCURRENCY"] = str(threads)
     import pyvips
 
@@ -53,8 +62,11 @@ def failure(exc: BaseException, limits: Limits) -> PixpipeError:
     if isinstance(exc, PixpipeError):
         return exc
     if isinstance(exc, TimeoutError):
-        message = f"took longer than {limits.max_seconds:g} s (worker stopped)"
-        return PixpipeError(Kind.TOO_LARGE, message)
+        return TimedOut(Kind.TRANSIENT, f"the render took longer than {limits.max_seconds:g} s "
+                                        "(render process stopped)")  # fmt: skip
+    if isinstance(exc, MemoryError):
+        return PixpipeError(Kind.TOO_LARGE, f"the render needs more than the "
+                                            f"{limits.max_memory_mb} MB a render process may use")
     if isinstance(exc, ProcessExpired):
         # A render process died (killed, out of memory, a libvips crash): try again.
         return PixpipeError(Kind.TRANSIENT, f"render process died (exit code {exc.exitcode})")
@@ -75,7 +87,7 @@ class RenderPool:
     def __init__(self, workers: int, limits: Limits) -> None:
         self.workers = workers
         self.limits = limits
-        self._pool = start_pool(workers)
+        self._pool = self._start()
         self._restarting = asyncio.Lock()
 
     async def render(self, data: bytes, recipe: Recipe) -> Any:
@@ -84,8 +96,9 @@ class RenderPool:
                 if not self._pool.active:
                     await asyncio.to_thread(self._restart)
         future = self._pool.schedule(
-            _render, args=(data, recipe, self.limits), timeout=self.limits.max_seconds
-        )
+            _render, args=(data, recipe, self.limits),
+            timeout=self.limits.max_seconds + HARD_STOP_GRACE_S,
+        )  # fmt: skip
         try:
             return await asyncio.wrap_future(future)
         except BaseException as exc:
@@ -97,15 +110,20 @@ class RenderPool:
     def _restart(self) -> None:
         # pebble gives a pool up for good when a process dies before it took its task (killed
         # while starting, say): start a fresh one rather than fail every image after.
-        broken, self._pool = self._pool, start_pool(self.workers)
+        broken, self._pool = self._pool, self._start()
         broken.stop()
         broken.join(timeout=10)
+
+    def _start(self) -> ProcessPool:
+        initargs = (threads_per_process(self.workers), self.limits.max_memory_mb)
+        return start_pool(self.workers, init_process, initargs)
 
     def close(self) -> None:
         self._pool.stop()
         self._pool.join(timeout=10)
 
 __all__ = [
+    "HARD_STOP_GRACE_S",
     "MAX_TASKS_PER_PROCESS",
     "RenderPool",
     "failure",

@@ -20,6 +20,7 @@ from ..recipe import MAX_SIDE, Recipe, Variant
 from .variants import Render, store_variants
 
 if TYPE_CHECKING:
+    from ..limits import Limits
     from ..storage import Stores
 
 LEGACY_PREFIX = "max-"  # the Lambda's old result keys: ``max-{N}/…``
@@ -68,13 +69,14 @@ def _source_format(key: str, content_type: str | None) -> str | None:
     return _WEB_FORMATS.get(named) or _WEB_FORMATS.get(mimetypes.guess_type(key)[0] or "")
 
 
-async def resize(stores: Stores, render: Render, key: str, size: Any) -> Resized:
+async def resize(stores: Stores, render: Render, limits: Limits, key: str, size: Any) -> Resized:
     """Resize one stored original to fit inside ``size`` × ``size``; raises ``PixpipeError``
-    (``missing`` when there is no such original)."""
+    (``missing`` when there is no such original, ``too_large`` from its size alone)."""
     variant = resize_variant(size)
     original = await stores.originals.head(key)
     if original is None:
         raise PixpipeError(Kind.MISSING, f"no original {key!r}")
+    limits.check_size(original.size)
     source_format = _source_format(key, original.content_type)
     if source_format is not None:
         earlier = await stores.variants.head(variant.key_for(key, source_format))

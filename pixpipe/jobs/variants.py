@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import Kind, PixpipeError
+from ..errors import Kind, PixpipeError, TimedOut
 from ..events import Event, ImageFailed, ImageProcessed, ObjectCreated, VariantInfo
 from ..logs import log
 from ..recipe import Recipe, recipe_id
@@ -28,6 +28,7 @@ from .state import Change, ErrorInfo, ImageState, SourceInfo, StateStore, Varian
 
 if TYPE_CHECKING:
     from ..imaging import Output, Rendered
+    from ..limits import Limits
     from ..storage import Stores
 
 Publish = Callable[[Event], Awaitable[None]]
@@ -40,13 +41,15 @@ JSON = "application/json"
 
 @dataclass(frozen=True)
 class Context:
-    """The ports a job runs on: where bytes and states live, how it announces, how it renders."""
+    """The ports a job runs on: where bytes and states live, how it announces, how it renders
+    (and the limits it checks before it fetches)."""
 
     stores: Stores
     states: StateStore
     publish: Publish
     render: Render
     recipe: Recipe
+    limits: Limits
 
     @functools.cached_property
     def recipe_id(self) -> str:
@@ -83,6 +86,7 @@ async def render_variants(
     state = await ctx.states.get(key)
     if event.etag and (skipped := await _already(ctx, state, event.etag, delivery)):
         return skipped  # before the fetch: a moved-away original need not be there
+    ctx.limits.check_size(event.size)  # announced too big: refused without a byte read
     started = time.perf_counter()
 
     def processing_of(etag: str | None) -> Callable[[ImageState | None], ImageState]:
@@ -99,6 +103,7 @@ async def render_variants(
     etag = event.etag or download.meta.etag
     if download.meta.etag != etag:
         return _superseded(key, etag)
+    ctx.limits.check_size(download.meta.size)  # its body is not read: the stream is dropped
     if not event.etag and (skipped := await _already(ctx, state, etag, delivery)):
         return skipped
     if processing is None:
@@ -106,7 +111,10 @@ async def render_variants(
     if processing is None:
         return _superseded(key, etag)
     data = b"".join([chunk async for chunk in download.chunks])
-    rendered = await ctx.render(data, ctx.recipe)
+    try:
+        rendered = await ctx.render(data, ctx.recipe)
+    except TimedOut as exc:
+        raise (exc.final() if attempt > 1 else exc) from None  # slow twice: too much work
     if await _current_etag(ctx, key) != etag:
         return _superseded(key, etag)
     infos = await store_variants(ctx.stores, ctx.recipe, key, rendered, etag)

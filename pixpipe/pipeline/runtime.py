@@ -39,7 +39,8 @@ class Runtime:
 
     def context(self, render: Render, recipe: Recipe | None = None) -> Context:
         """The job core's ports on this runtime: its stores, KV state, the bus, ``render``."""
-        return Context(self.stores, self.states, self.publish, render, recipe or self.recipe)
+        return Context(self.stores, self.states, self.publish, render, recipe or self.recipe,
+                       self.settings.limits.frozen())
 
 
 @contextlib.asynccontextmanager
