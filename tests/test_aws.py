@@ -256,12 +256,11 @@ def test_a_render_over_its_time_limit_is_retried_once_then_quarantined(
 def test_an_image_is_not_started_without_its_time_left_in_the_invocation(
     aws: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pixpipe.aws.handlers import MARGIN_S
+    from pixpipe.aws.handlers import MARGIN_S, MIN_START_S
 
-    monkeypatch.setenv("PIXPIPE_LIMITS__MAX_SECONDS", "10")
     etags = [aws.upload(f"late-{n}.jpg", jpeg(photo(300, 200))) for n in range(2)]
     event = sqs(*(aws.s3_event(f"late-{n}.jpg", e) for n, e in enumerate(etags)))
-    short = dataclasses.replace(CONTEXT, remaining_ms=int((10 + MARGIN_S) * 1000) - 1)
+    short = dataclasses.replace(CONTEXT, remaining_ms=int((MIN_START_S + MARGIN_S) * 1000) - 1)
     response = handler(event, short)
     assert response == {"batchItemFailures": [{"itemIdentifier": f"msg-{n}"} for n in range(2)]}
     assert [aws.head("variants", f"m/late-{n}.jpg") for n in range(2)] == [None, None]
@@ -269,6 +268,23 @@ def test_an_image_is_not_started_without_its_time_left_in_the_invocation(
     # With the time there, the same batch is done.
     assert handler(event, CONTEXT) == {"batchItemFailures": []}
     assert all(aws.head("variants", f"m/late-{n}.jpg") for n in range(2))
+
+
+def test_a_render_cut_short_by_the_invocations_end_is_never_too_large(
+    aws: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped because the invocation was ending, not because the image is too much: transient
+    even on the last attempt (recorded, never quarantined)."""
+    from pixpipe.aws import handlers
+
+    monkeypatch.setattr(handlers, "MIN_START_S", 0.01)
+    slow = aws.upload("cut.jpg", jpeg(photo(4000, 3000)))
+    ending = dataclasses.replace(CONTEXT, remaining_ms=int((handlers.MARGIN_S + 0.02) * 1000))
+    response = handler(sqs(aws.s3_event("cut.jpg", slow), receive_count=3), ending)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    record = json.loads(aws.read("quarantine", "_pixpipe/errors/cut.jpg.json"))
+    assert record["kind"] == "transient" and "ran out of time" in record["message"]
+    assert aws.head("originals", "cut.jpg") is not None
 
 
 def test_duplicate_delivery_is_idempotent(aws: Deployment) -> None:

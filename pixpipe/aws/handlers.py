@@ -10,13 +10,14 @@ the job core's (``pixpipe.jobs``), with the retry policy of ``jobs/retry.py``:
 - ``{"key": "...", "maxDimension": N}`` resizes one original and answers ``{"resultKey": ...}``.
 
 Each image has ``limits.max_seconds`` (libvips stops a render past it: a transient failure the
-first time, ``too_large`` when it repeats); an image is only started while the invocation has
-that long left and ``MARGIN_S`` more, so one slow file cannot time the whole batch out: what is
-not started goes back to its queue (or to Lambda's retries) untouched.
+first time, ``too_large`` when it repeats) and never more than the invocation has left less
+``MARGIN_S``, so one slow file cannot time the whole batch out: the images done stay done,
+and what could not be finished or started goes back to its queue (or Lambda's retries).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,14 +39,16 @@ from ..jobs.resize import resize
 from ..jobs.retry import Action, as_failure, decide
 from ..jobs.variants import Outcome
 from ..storage import BadKey, check_original_key
-from .runtime import Runtime, run, runtime
+from .runtime import INVOCATION_DEADLINE, Runtime, run, runtime
 
 logger = Logger(service="pixpipe.aws")
 metrics = Metrics(namespace="pixpipe", service="pixpipe")
 
 Job = Callable[[Runtime, ObjectCreated, int, "str | None"], Awaitable[Outcome]]
-# Seconds kept back at the end of an invocation, for the stores and the answer.
+# Seconds kept back at the end of an invocation, for the stores and the answer; an image is
+# not started with less than ``MIN_START_S`` left after it.
 MARGIN_S = 2.0
+MIN_START_S = 1.0
 
 
 def _is_sqs(event: dict[str, Any]) -> bool:
@@ -58,28 +61,24 @@ def _objects(rt: Runtime, payload: Any) -> list[ObjectCreated]:
     return objects_in(rt.stores.originals.url, payload)
 
 
-def _check_time(context: LambdaContext, needs_s: float) -> None:
-    """Refuse to start an image the invocation may not have time to finish (transient)."""
-    left = context.get_remaining_time_in_millis() / 1000
-    if left < needs_s + MARGIN_S:
-        raise PixpipeError(
-            Kind.TRANSIENT, f"not started: {left:.1f} s left in this invocation, and an image "
-            f"may take {needs_s:g} s",
-        )  # fmt: skip
+def _check_time(context: LambdaContext) -> None:
+    """Give the next image what is left of the invocation, or refuse to start it (transient)."""
+    left = context.get_remaining_time_in_millis() / 1000 - MARGIN_S
+    if left < MIN_START_S:
+        raise PixpipeError(Kind.TRANSIENT, f"not started: {left + MARGIN_S:.1f} s were left")
+    INVOCATION_DEADLINE.set(time.monotonic() + left)
 
 
 async def _each(
     rt: Runtime, job: Job, context: LambdaContext, objects: list[ObjectCreated], attempt: int,
     delivery: str | None = None,
 ) -> list[Outcome]:  # fmt: skip
-    """Every object in turn; the first transient error is raised after all were tried. A
-    render is started only with its time limit (and the margin) left."""
-    needs_s = rt.limits.max_seconds if job is _render_job else 0.0
+    """Every object in turn; the first transient error is raised after all were tried."""
     outcomes: list[Outcome] = []
     error: BaseException | None = None
     for created in objects:
         try:
-            _check_time(context, needs_s)
+            _check_time(context)
             outcomes.append(await job(rt, created, attempt, delivery))
         except Exception as exc:  # transient: the others still get their turn
             logger.exception("will retry %s", created.key)

@@ -19,15 +19,18 @@ The direct ``maxDimension`` payload behaves as on every runtime (``jobs/resize.p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
+import time
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Limits, Settings, load_settings
-from ..errors import Kind, PixpipeError
+from ..errors import Kind, PixpipeError, TimedOut
 from ..jobs.state import Change, ImageState
 from ..jobs.variants import JSON, Context
 from ..recipe import Recipe
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
     from ..imaging import Rendered
 
 TOPIC_ENV = "PIXPIPE_AWS__PROCESSED_TOPIC_ARN"
+# When the invocation at work must be done with its images (``time.monotonic()``), set by the
+# handler from Lambda's context; a render gets no more than what is left of it.
+INVOCATION_DEADLINE: ContextVar[float | None] = ContextVar("invocation_deadline", default=None)
 # Lambda's only writable folder; local stores (if any) default under it.
 LAMBDA_DATA_DIR = Path("/tmp/pixpipe")
 
@@ -71,10 +77,21 @@ class Runtime:
                        self.render, self.recipe, self.limits)  # fmt: skip
 
     async def render(self, data: bytes, recipe: Recipe) -> Rendered:
-        """Render in this process: a Lambda invocation is one image at a time anyway."""
+        """Render in this process (a Lambda invocation is one image at a time anyway), within
+        ``limits.max_seconds`` and what is left of the invocation: libvips stops it at the
+        sooner. Stopped by the invocation's end, it is transient however often it happens."""
         from ..imaging import render
 
-        return render(data, recipe, self.limits)
+        limits, deadline = self.limits, INVOCATION_DEADLINE.get()
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        if left is None or left >= limits.max_seconds:
+            return render(data, recipe, limits)
+        try:
+            return render(data, recipe, dataclasses.replace(limits, max_seconds=left))
+        except TimedOut:
+            raise PixpipeError(
+                Kind.TRANSIENT, f"the invocation ran out of time ({left:.1f} s were left)"
+            ) from None
 
     async def announce(self, event: Event) -> None:
         self.publish(event)
@@ -158,4 +175,4 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
-__all__ = ["RecordStates", "Runtime", "run", "runtime"]
+__all__ = ["INVOCATION_DEADLINE", "RecordStates", "Runtime", "run", "runtime"]
