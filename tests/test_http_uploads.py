@@ -1,13 +1,17 @@
-"""Presigned uploads: pixpipe's own signed PUT on local stores (and every way to misuse it),
-and S3's own presigned URL on S3 stores (moto)."""
+"""Uploads under their limits (streamed, refused as soon as they cross it, chunked or not),
+presigned uploads: pixpipe's own signed PUT on local stores (and every way to misuse it: a
+token used twice, bytes of another type), and S3's own presigned POST on S3 stores (moto)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -15,7 +19,15 @@ import pytest
 from pixpipe.bus import EmbeddedServer
 from tests import images
 from tests.conftest_services import MotoS3
-from tests.test_http_harness import AUTH, MAX_BYTES, Live, live_pixpipe, running, settings_for
+from tests.test_http_harness import (
+    API_KEY,
+    AUTH,
+    MAX_BYTES,
+    Live,
+    live_pixpipe,
+    running,
+    settings_for,
+)  # fmt: skip
 
 # One worker per module under xdist: the module shares one live pixpipe.
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("http-uploads")]
@@ -111,7 +123,7 @@ def test_put_without_a_token_is_rejected(live: Live, query: str) -> None:
     assert response.status_code == 422
 
 
-def test_s3_store_hands_out_s3s_presigned_url(
+def test_s3_store_hands_out_a_presigned_post_bound_to_length_and_type(
     aws_env: MotoS3, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     prefix = f"presign-{uuid.uuid4().hex[:8]}"
@@ -122,12 +134,23 @@ def test_s3_store_hands_out_s3s_presigned_url(
         )  # fmt: skip
         with running(settings) as live:
             grant = presign(live, "users/7/IMG 2.jpg").json()
-            assert grant["url"].startswith(f"{aws_env.endpoint}/{aws_env.bucket}/{prefix}/users/7/")
-            assert "X-Amz-Signature=" in grant["url"]
-            assert put(grant["url"], JPEG).status_code == 200
+            assert grant["method"] == "POST"
+            assert grant["url"] == f"{aws_env.endpoint}/{aws_env.bucket}"
+            fields = grant["fields"]
+            assert fields["key"] == f"{prefix}/users/7/IMG 2.jpg"
+            assert fields["Content-Type"] == "image/jpeg"
+            # The policy S3 checks: this exact length, this type (moto stores without checking
+            # it; AWS, MinIO and Ceph refuse a body outside the range with EntityTooLarge).
+            policy = json.loads(base64.b64decode(fields["policy"]))
+            conditions = policy["conditions"]
+            assert ["content-length-range", len(JPEG), len(JPEG)] in conditions
+            assert {"Content-Type": "image/jpeg"} in conditions
+            assert "x-amz-signature" in fields
+            sent = httpx.post(grant["url"], data=fields, files={"file": ("f", JPEG)}, timeout=30)
+            assert sent.status_code in (200, 201, 204), sent.text
             head = aws_env.client().head_object(Bucket=aws_env.bucket,
                                                 Key=f"{prefix}/users/7/IMG 2.jpg")  # fmt: skip
-            assert head["ContentLength"] == len(JPEG)
+            assert (head["ContentLength"], head["ContentType"]) == (len(JPEG), "image/jpeg")
             # The bucket's notification announces it (here: posted by hand, as MinIO would): it
             # names the bucket and the full object key, the store's prefix included.
             record = {
@@ -140,3 +163,73 @@ def test_s3_store_hands_out_s3s_presigned_url(
             notified = live.http.post("/v1/events/s3", json={"Records": [record]}, headers=AUTH)
             assert notified.status_code == 202
             assert live.wait("users/7/IMG 2.jpg")["state"] == "done"
+
+
+# ---- limits while streaming -------------------------------------------------------------------
+
+
+def _chunked_upload(live: Live, head: bytes, body_start: bytes, size: int) -> bytes:
+    """Send a chunked request's headers and its first ``size`` bytes, then hold the rest back
+    (the connection stays open): what the server answers is decided on what it read so far."""
+    host, port = urlsplit(live.url).netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        sent, chunk = 0, body_start + b"\0" * (256 * 1024 - len(body_start))
+        while sent < size:
+            piece = chunk if sent == 0 else b"\0" * len(chunk)
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += len(piece)
+        return sock.recv(65536)  # the body's end is never sent: only a refusal can come back
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_before_its_end(live: Live) -> None:
+    key = "stream/over.jpg"
+    head = (f"POST /v1/images?key={quote(key)} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {API_KEY}\r\n"
+            "Content-Type: image/jpeg\r\n").encode()  # fmt: skip
+    answer = _chunked_upload(live, head, JPEG[:4096], MAX_BYTES + 300_000)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert live.state(key) is None
+    kept = list((live.settings.data_dir / "originals").rglob("over.jpg*"))
+    assert kept == [], "a part of the refused upload was kept"
+
+
+def test_a_chunked_multipart_upload_over_the_limit_is_refused_before_its_end(live: Live) -> None:
+    key = "stream/multi.jpg"
+    boundary = "pixpipe-test-boundary"
+    head = (f"POST /v1/images?key={quote(key)} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n").encode()  # fmt: skip
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\""
+            "\r\nContent-Type: image/jpeg\r\n\r\n").encode()  # fmt: skip
+    answer = _chunked_upload(live, head, part + JPEG[:4096], MAX_BYTES + 1_000_000)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert live.state(key) is None
+
+
+def test_a_multipart_upload_streams_its_file_field_into_the_store(live: Live) -> None:
+    files = {"note": (None, "a small field first"), "file": ("x.jpg", JPEG, "image/jpeg")}
+    response = live.http.post("/v1/images", params={"key": "stream/form.jpg"}, files=files,
+                              headers=AUTH)  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert live.http.get("/images/original/stream/form.jpg").content == JPEG
+    no_file = live.http.post("/v1/images", params={"key": "stream/none.jpg"},
+                             files={"other": ("x.jpg", JPEG)}, headers=AUTH)  # fmt: skip
+    assert no_file.status_code == 400 and "'file'" in no_file.text
+
+
+def test_a_local_presigned_url_is_good_for_one_upload(live: Live) -> None:
+    url = presign(live, "pre/once.jpg").json()["url"]
+    assert put(url, JPEG).status_code == 201
+    again = put(url, JPEG)
+    assert again.status_code == 403 and "used already" in again.text
+
+
+def test_a_local_presigned_url_takes_bytes_of_its_type_only(live: Live) -> None:
+    png = images.png(images.photo(40, 30))
+    body = {"key": "pre/typed.png", "content_type": "image/png", "content_length": len(JPEG)}
+    url = live.http.post("/v1/uploads", json=body, headers=AUTH).json()["url"]
+    refused = put(url, JPEG, "image/png")  # a JPEG sent as the PNG the URL was made for
+    assert refused.status_code == 415 and "png" in refused.text
+    assert live.state("pre/typed.png") is None
+    assert len(png) != len(JPEG)  # (the length binding alone would not have caught it)

@@ -9,9 +9,10 @@ dedup and a key-value store; this module only configures them.
   so dead letters are not lost while no worker listens (``pipeline/deadletters.py``).
 - ``CONSUMERS``: every durable, its stream and subjects; ``patient`` ones retry on their own
   terms (unlimited deliveries: each may be a "not yet", answered with ``nak(delay)``).
-- KV buckets ``pixpipe-images`` (image state), ``pixpipe-batches`` (orders) and
-  ``pixpipe-reprocess`` (backfill progress); ``kv_name`` is the one encoding of a text
-  (an image key, a batch id) into the few characters KV keys allow.
+- KV buckets ``pixpipe-images`` (image state), ``pixpipe-batches`` (orders),
+  ``pixpipe-reprocess`` (backfill progress) and ``pixpipe-upload-tokens`` (spent tokens);
+  ``kv_name`` is the one encoding of a text (an image key, a batch id) into the few
+  characters KV keys allow.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DEAD_STREAM = "PIXPIPE_DEAD"
 KV_BUCKET = "pixpipe-images"
 BATCHES_BUCKET = "pixpipe-batches"
 REPROCESS_BUCKET = "pixpipe-reprocess"
+TOKENS_BUCKET = "pixpipe-upload-tokens"  # local presigned upload tokens spent (single use)
 SUBJECTS = "pixpipe.>"
 DUPLICATE_WINDOW_S = 120.0
 MAX_AGE_S = 7 * 24 * 3600.0
@@ -152,7 +154,7 @@ async def ensure_topology(
     )  # fmt: skip
     for consumer in CONSUMERS.values():
         await js.add_consumer(consumer.stream, consumer_config(consumer, retry))
-    for bucket in (BATCHES_BUCKET, REPROCESS_BUCKET):
+    for bucket in (BATCHES_BUCKET, REPROCESS_BUCKET, TOKENS_BUCKET):
         await _ensure_kv(js, bucket, history=1, ttl=MAX_AGE_S, replicas=replicas)
     return await _ensure_kv(js, KV_BUCKET, history=5, replicas=replicas)
 
@@ -240,6 +242,7 @@ __all__ = [
     "KV_BUCKET",
     "REPROCESS_BUCKET",
     "STREAM",
+    "TOKENS_BUCKET",
     "Consumer",
     "DeadLetter",
     "ack_wait",

@@ -87,8 +87,11 @@ class PresignedUpload(BaseModel):
         "expires_at": "2025-01-01T12:00:00+00:00",
     })  # fmt: skip
     url: str
-    method: Literal["PUT"] = "PUT"
+    method: Literal["PUT", "POST"] = Field(
+        "PUT", description="POST (S3): a multipart form, `fields` first, then the `file`."
+    )
     headers: dict[str, str]
+    fields: dict[str, str] = Field(default_factory=dict, description="Form fields of a POST.")
     expires_at: datetime
 
 

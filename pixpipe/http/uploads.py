@@ -1,25 +1,36 @@
 """Uploads: ``POST /v1/images?key=K`` (raw body or multipart ``file``), presigned uploads
 (``POST /v1/uploads``) and the local stores' own presigned ``PUT /v1/uploads/{key}``.
 
-Checks at the edge, in this order: the key rules (400), the size (413), the bytes name an image
-we take (415). Decoding problems (a corrupt file, a decompression bomb) are the worker's to
-find: the upload is kept and the image lands in the failures list with its kind.
+Checks at the edge, in this order: the key rules (400), a declared ``Content-Length`` over
+the limit (413), the first bytes name an image we take (415), the limit while the body streams
+into the store (413 the moment it is crossed; ``http/bodies.py``): never whole in memory.
+Decoding problems (a corrupt file, a decompression bomb) are the worker's to find: the upload
+is kept and the image lands in the failures list with its kind.
+
+Presigned uploads bind key, type and exact length: on S3 a presigned POST whose policy S3
+enforces (``storage/presign.py``); on local stores a token pixpipe checks, good for one upload,
+whose bytes must be of the type it names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
+from nats.js.errors import KeyWrongLastSequenceError
 
+from .. import bus
 from ..errors import Kind, PixpipeError
-from ..imaging.sniff import sniff
 from ..pipeline.ingest import announce
 from ..pipeline.runtime import Runtime
-from ..storage import Store, check_original_key
+from ..storage import check_original_key
+from ..storage.presign import presign_upload, signable
+from . import bodies
 from .api import base_url
 from .auth import AUTH
 from .delivery import MEDIA_TYPES
@@ -28,17 +39,16 @@ from .orders import check_batch, hold_upload
 from .signing import upload_token, verify_upload
 
 router = APIRouter(tags=["uploads"])
-ACCEPTED_TYPES = (
-    *MEDIA_TYPES.values(), "image/jpg", "image/heif", "image/heic-sequence", "image/svg",
-    "application/postscript", "application/illustrator",
-)  # fmt: skip
+# The types a presigned upload may name, and the sniffed format each one admits.
+ALIASES = {
+    "image/jpg": "jpeg", "image/heif": "heif", "image/heic-sequence": "heif", "image/svg": "svg",
+    "application/postscript": "pdf", "application/illustrator": "pdf",
+}  # fmt: skip
+ACCEPTED_TYPES = (*MEDIA_TYPES.values(), *ALIASES)
+_FORMAT_OF = {**{t: f for f, t in MEDIA_TYPES.items()}, **ALIASES}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (400, 401, 403, 413, 415)
 }
-
-
-def _too_large(limit: int) -> PixpipeError:
-    return PixpipeError(Kind.TOO_LARGE, f"upload is over the limit of {limit} bytes")
 
 
 @router.post("/v1/images", status_code=201, dependencies=AUTH, response_model=Uploaded,
@@ -51,20 +61,31 @@ async def upload(
     """Upload an original: the raw body (any Content-Type), or a multipart field ``file``."""
     rt: Runtime = request.app.state.rt
     check_original_key(key)
-    data = await _read_upload(request, rt.settings.limits.max_input_bytes)
-    result = await _store(request, key, data, batch)
+    limit = rt.settings.limits.max_input_bytes
+    bodies.check_declared(request, limit)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        chunks = bodies.multipart_file(request, limit)
+    else:
+        chunks = bodies.raw(request, limit)
+    result = await _store(request, key, chunks, batch)
     request.app.state.metrics.uploads.labels("api").inc()
     return result
 
 
 async def _store(
-    request: Request, key: str, data: bytes, batch: str | None = None
-) -> dict[str, Any]:
+    request: Request, key: str, chunks: AsyncIterator[bytes], batch: str | None = None,
+    expected: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Sniff the first bytes (``expected``: the format they must be), stream the rest into
+    the originals store, announce it (or hold it for its batch)."""
     rt: Runtime = request.app.state.rt
-    fmt = sniff(data)
+    fmt, whole = await bodies.sniffed(chunks)
+    if expected is not None and fmt != expected:
+        raise PixpipeError(Kind.UNSUPPORTED, f"this upload URL takes {expected} (the bytes are "
+                                             f"{fmt})")  # fmt: skip
     if batch is not None:
         await check_batch(rt, batch, key)
-    await rt.stores.originals.put(key, data, content_type=MEDIA_TYPES[fmt])
+    await rt.stores.originals.put(key, whole, content_type=MEDIA_TYPES[fmt])
     await (hold_upload(rt, batch, key) if batch is not None else announce(rt, key))
     base = base_url(request)
     return {
@@ -74,51 +95,14 @@ async def _store(
     }  # fmt: skip
 
 
-async def _read_upload(request: Request, limit: int) -> bytes:
-    """The raw body, or the multipart field ``file``; 413 past ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise _too_large(limit)
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=10, max_part_size=limit + 1) as form:
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise HTTPException(400, "multipart upload needs a file field named 'file'")
-            data = await upload.read()
-    else:
-        data = await _read_exactly(request, limit, None)
-    if len(data) > limit:
-        raise _too_large(limit)
-    if not data:
-        raise HTTPException(400, "empty upload")
-    return data
-
-
-async def _read_exactly(request: Request, limit: int, expected: int | None) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if expected is not None and size > expected:
-            raise HTTPException(400, f"this upload URL takes exactly {expected} bytes (got more)")
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _signable(store: Store) -> bool:
-    from obstore.store import AzureStore, GCSStore, S3Store
-
-    return isinstance(store.inner, S3Store | GCSStore | AzureStore)
-
-
 @router.post("/v1/uploads", dependencies=AUTH, response_model=PresignedUpload, responses=_ERRORS)
 async def presign(request: Request, body: UploadRequest) -> dict[str, Any]:
-    """A URL the client PUTs the original to directly, valid for ``expires_in`` seconds.
+    """Where the client sends the original directly, valid for ``expires_in`` seconds.
 
-    On S3/GCS/Azure stores it is the store's own presigned URL (the bucket's notifications
-    announce the upload); on local stores it is pixpipe's own ``PUT /v1/uploads/{key}``, whose
-    token binds the key, the Content-Type and the exact length.
+    On S3 stores a presigned POST (send ``fields`` then the ``file`` as a multipart form): S3
+    refuses any other length or type, and the bucket's notifications announce the upload. On
+    GCS/Azure their signed PUT; on local stores pixpipe's own ``PUT /v1/uploads/{key}``, whose
+    token binds the key, the type and the exact length, and is good for one upload.
     """
     rt: Runtime = request.app.state.rt
     key = check_original_key(body.key)
@@ -130,23 +114,33 @@ async def presign(request: Request, body: UploadRequest) -> dict[str, Any]:
         )  # fmt: skip
     limit = rt.settings.limits.max_input_bytes
     if body.content_length > limit:
-        raise _too_large(limit)
+        raise bodies.too_large(limit)
     expires = int(time.time()) + body.expires_in
-    headers = {"Content-Type": content_type}
     store = rt.stores.originals
-    if _signable(store):
-        import obstore
+    expires_at = datetime.fromtimestamp(expires, UTC)
+    if signable(store):
+        grant = await presign_upload(store, key, content_type, body.content_length,
+                                     body.expires_in)  # fmt: skip
+        return {"url": grant.url, "method": grant.method, "headers": grant.headers,
+                "fields": grant.fields, "expires_at": expires_at}  # fmt: skip
+    secret = request.app.state.secret
+    token = upload_token(secret, key, content_type, body.content_length, expires)
+    query = urlencode({"expires": expires, "length": body.content_length,
+                       "type": content_type, "token": token})  # fmt: skip
+    return {"url": f"{base_url(request)}/v1/uploads/{quote(key)}?{query}", "method": "PUT",
+            "headers": {"Content-Type": content_type}, "fields": {},
+            "expires_at": expires_at}  # fmt: skip
 
-        signable: Any = store.inner  # an S3, GCS or Azure store (checked above)
-        url = await obstore.sign_async(signable, "PUT", key, timedelta(seconds=body.expires_in))
-    else:
-        secret = request.app.state.secret
-        token = upload_token(secret, key, content_type, body.content_length, expires)
-        query = urlencode({"expires": expires, "length": body.content_length,
-                           "type": content_type, "token": token})  # fmt: skip
-        url = f"{base_url(request)}/v1/uploads/{quote(key)}?{query}"
-    return {"url": url, "method": "PUT", "headers": headers,
-            "expires_at": datetime.fromtimestamp(expires, UTC)}  # fmt: skip
+
+async def _spend(rt: Runtime, token: str) -> None:
+    """Mark a local upload token used, once: a second upload with it is refused (403)."""
+    tokens = await rt.js.key_value(bus.TOKENS_BUCKET)
+    name = bus.kv_name(hashlib.sha256(token.encode()).hexdigest()[:32])
+    try:
+        await tokens.create(name, b"used")
+    except KeyWrongLastSequenceError:
+        raise HTTPException(403, "this upload URL was used already (ask POST /v1/uploads "
+                                 "for a new one)") from None  # fmt: skip
 
 
 @router.put("/v1/uploads/{key:path}", status_code=201, response_model=Uploaded, responses=_ERRORS)
@@ -172,11 +166,10 @@ async def presigned_put(
     if content_length is not None and content_length != length:
         raise HTTPException(400, f"this upload URL takes exactly {length} bytes "
                                  f"(Content-Length is {content_length})")  # fmt: skip
-    limit = request.app.state.rt.settings.limits.max_input_bytes
-    data = await _read_exactly(request, limit, length)
-    if len(data) != length:
-        raise HTTPException(400, f"this upload URL takes exactly {length} bytes (got {len(data)})")
-    result = await _store(request, key, data)
+    rt: Runtime = request.app.state.rt
+    await _spend(rt, token)
+    chunks = bodies.raw(request, rt.settings.limits.max_input_bytes, exactly=length)
+    result = await _store(request, key, chunks, expected=_FORMAT_OF[type])
     request.app.state.metrics.uploads.labels("presigned").inc()
     return result
 

@@ -23,6 +23,10 @@ _SVG_EXTERNAL = re.compile(
 )
 
 
+# The most bytes `sniff` looks at (an SVG may open with a long XML prologue).
+SNIFF_BYTES = 4096
+
+
 def sniff(data: bytes) -> str:
     """The format named by the first bytes; ``unsupported`` when they name no image we take."""
     if not data:
@@ -42,7 +46,7 @@ def sniff(data: bytes) -> str:
         return "avif" if head[8:12] in (b"avif", b"avis") else "heif"
     if b"%PDF-" in data[:1024]:
         return "pdf"  # PDF, and Adobe Illustrator files (PDF-compatible since AI 9)
-    if _SVG_START.match(data[:4096].removeprefix(b"\xef\xbb\xbf")):
+    if _SVG_START.match(data[:SNIFF_BYTES].removeprefix(b"\xef\xbb\xbf")):
         return "svg"
     raise PixpipeError(Kind.UNSUPPORTED, f"not an image we take (starts with {head[:8]!r})")
 
@@ -62,4 +66,4 @@ def check_svg(data: bytes) -> None:
         raise PixpipeError(Kind.UNSUPPORTED, "SVG referring to external resources")
 
 
-__all__ = ["check_svg", "sniff"]
+__all__ = ["SNIFF_BYTES", "check_svg", "sniff"]
