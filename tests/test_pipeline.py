@@ -180,6 +180,24 @@ async def test_file_dropped_into_the_originals_folder_is_processed(
         assert (tmp_path / "variants" / "m" / "dropped" / "by hand" / "pic.jpg").is_file()
 
 
+async def test_a_folder_loop_in_the_originals_folder_keeps_the_watcher_working(
+    tmp_path: Path, nats_server_private
+):
+    """Links to a parent folder, there before the start (the start-up scan) and made while
+    watching: never followed, and the files dropped after them are still processed."""
+    settings = make_settings(tmp_path, nats_server_private.url)
+    root = tmp_path / "originals"
+    (root / "early").mkdir(parents=True)
+    (root / "early" / "up").symlink_to(root, target_is_directory=True)
+    async with running(settings) as pipe:
+        (root / "late").mkdir()
+        (root / "late" / "again").symlink_to(root / "late", target_is_directory=True)
+        (root / "late" / "pic.jpg").write_bytes(images.jpeg(images.photo(640, 480)))
+        state = await pipe.wait("late/pic.jpg")
+        assert state.state == "done"
+        assert await pipe.rt.states.get("late/again/pic.jpg") is None
+
+
 async def test_folder_moved_into_the_originals_folder_has_every_file_processed(
     tmp_path: Path, nats_server_private
 ):

@@ -303,6 +303,22 @@ async def test_a_local_store_never_follows_a_symbolic_link(tmp_path: Path) -> No
     assert listed == ["real.jpg"]
 
 
+async def test_a_local_listing_survives_a_link_to_a_parent_folder(tmp_path: Path) -> None:
+    """obstore's own listing follows links and fails on a loop ("points to an ancestor"):
+    the folder watcher's start-up scan and every backfill would fail with it."""
+    store = open_store(f"file://{tmp_path / 'originals'}")
+    await store.put("a.jpg", b"one")
+    await store.put("sub/deeper/b.jpg", b"two")
+    root = tmp_path / "originals"
+    (root / "sub" / "up").symlink_to(root, target_is_directory=True)
+    (root / "self").symlink_to(root / "sub", target_is_directory=True)
+    listed = [m async for page in store.list(page_size=1) for m in page]
+    assert [m.key for m in listed] == ["a.jpg", "sub/deeper/b.jpg"]
+    heads = [await store.head(m.key) for m in listed]
+    assert [(m.etag, m.size) for m in listed] == [(h.etag, h.size) for h in heads if h]
+    assert [m.key async for page in store.list("sub/") for m in page] == ["sub/deeper/b.jpg"]
+
+
 async def test_a_local_store_keeps_its_folder_out_of_failure_messages(tmp_path: Path) -> None:
     """Failures are listed over HTTP (``GET /v1/failures``): no absolute path in them."""
     store = open_store(f"file://{tmp_path / 'originals'}")

@@ -94,7 +94,8 @@ def _dropped_key(root: Path, path: str) -> str | None:
         return None
     if reserved(rel.as_posix()):
         return None  # pixpipe's own records, should a store share the folder
-    return rel.as_posix() if Path(path).is_file() else None
+    file = Path(path)
+    return rel.as_posix() if file.is_file() and not file.is_symlink() else None
 
 
 async def watch_folder(rt: Runtime, stop: asyncio.Event) -> None:
@@ -122,8 +123,8 @@ def _dropped_keys(root: Path, changes: set[tuple[Change, str]]) -> set[str]:
     made and filled at once, or moved in whole), so its creation is the only sign of them."""
     keys = set()
     for change, path in changes:
-        if change == Change.deleted:
-            continue
+        if change == Change.deleted or Path(path).is_symlink():
+            continue  # a link is never followed (a loop to a parent folder would never end)
         files = [path]
         if Path(path).is_dir():
             files = [os.path.join(top, name) for top, _, names in os.walk(path) for name in names]

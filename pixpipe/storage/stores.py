@@ -9,7 +9,10 @@ CompleteMultipartUpload) makes the whole object visible at once. Readers never s
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
+import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -239,12 +242,16 @@ class Store:
             raise ValueError(f"page_size must be at least 1 (got {page_size})")
         # obstore matches whole path segments only, so list the enclosing folder and filter.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        stream = obs.list(self.inner, folder or None, chunk_size=page_size)
+        root = self.local_root
+        stream: Any = (
+            obs.list(self.inner, folder or None, chunk_size=page_size) if root is None
+            else _walk(self.inner, root, folder, page_size)
+        )  # fmt: skip
         page: list[Meta] = []
         try:
             async for chunk in stream:
                 for raw in chunk:
-                    if raw["path"].startswith(prefix) and not self._linked(raw["path"]):
+                    if raw["path"].startswith(prefix):
                         page.append(_meta(raw, raw["path"]))
                 while len(page) >= page_size:
                     yield page[:page_size]
@@ -281,6 +288,48 @@ class Store:
             content_type=attributes.get("Content-Type"),
             cache_control=attributes.get("Cache-Control"),
         )
+
+
+# obstore's staging files of a write under way (``name#3``), which its own listing skips.
+_STAGING = re.compile(r"#\d+$")
+
+
+def _scan(folder: Path) -> tuple[list[str], list[str]]:
+    """The sub-folders and files of one folder, symbolic links left out (never followed)."""
+    folders, files = [], []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.name)
+                elif entry.is_file(follow_symlinks=False) and not _STAGING.search(entry.name):
+                    files.append(entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # gone (or never made) meanwhile: nothing in it
+    return sorted(folders), sorted(files)
+
+
+async def _walk(
+    inner: Any, root: Path, folder: str, chunk_size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """A local store's objects under ``folder``, folder by folder, as obstore lists them
+    (its metadata and etags), never through a symbolic link: obstore's own listing follows
+    links, and a link to a parent folder makes it fail on a loop."""
+    pending = [folder]
+    while pending:
+        here = pending.pop()
+        folders, files = await asyncio.to_thread(_scan, root / here if here else root)
+        pending.extend(f"{here}/{name}" if here else name for name in reversed(folders))
+        keys = [f"{here}/{name}" if here else name for name in files]
+        for start in range(0, len(keys), chunk_size):
+            heads = [obs.head_async(inner, key) for key in keys[start : start + chunk_size]]
+            found = await asyncio.gather(*heads, return_exceptions=True)
+            if errors := [e for e in found if isinstance(e, BaseException)
+                          and not isinstance(e, FileNotFoundError)]:  # fmt: skip
+                raise errors[0]
+            chunk = [m for m in found if not isinstance(m, BaseException)]  # deleted meanwhile
+            if chunk:
+                yield chunk
 
 
 async def _reading(stream: AsyncIterator[Any], where: str) -> AsyncIterator[bytes]:
