@@ -15,6 +15,7 @@ from pixpipe.bus import (
     DEAD_STREAM,
     KV_BUCKET,
     STREAM,
+    URL_FILE,
     DeadLetter,
     EmbeddedServer,
     connect,
@@ -27,6 +28,7 @@ from pixpipe.bus import (
     pull,
     server_urls,
 )
+from pixpipe.bus.server import PASSWORD_FILE
 from pixpipe.config import RetryModel
 from pixpipe.events import ObjectCreated
 from pixpipe.jobs.retry import backoff
@@ -60,6 +62,46 @@ def test_embedded_server_starts_and_stops(tmp_path: Path) -> None:
     assert (tmp_path / "jetstream").is_dir()
     with pytest.raises(ConnectionError, match="no embedded bus is running"):
         server_urls("embedded", tmp_path)
+
+
+async def _connect_raw(port: int, credentials: dict[str, str]) -> bytes:
+    """What the server answers a client's CONNECT (NATS' text protocol, no client library)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await reader.readline()  # INFO {...}
+        connect = json.dumps({"verbose": False, "pedantic": False, **credentials})
+        writer.write(f"CONNECT {connect}\r\nPING\r\n".encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_the_embedded_server_refuses_a_client_without_its_password(
+    nats_server_private: EmbeddedServer,
+) -> None:
+    """Anyone on the machine can reach a loopback port: without the data dir's password
+    (mode 600) nobody gets in, so nobody can delete the stream or read the state."""
+    server = nats_server_private
+    nc = await connect(server.url, max_reconnect_attempts=1)
+    try:
+        await ensure_topology(nc.jetstream())
+    finally:
+        await nc.close()
+    for credentials in ({}, {"user": "pixpipe", "pass": "guess"}):
+        answer = await _connect_raw(server.port, credentials)
+        assert answer.startswith(b"-ERR 'Authorization Violation'"), answer
+    nc = await connect(server.url, max_reconnect_attempts=1)
+    try:
+        assert (await nc.jetstream().stream_info(STREAM)).config.name == STREAM
+    finally:
+        await nc.close()
+    for name in (PASSWORD_FILE, URL_FILE, "nats-server.conf"):
+        assert (server.data_dir / name).stat().st_mode & 0o777 == 0o600, name
+    assert server.process is not None
+    cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+    assert server.password.encode() not in cmdline  # not for `ps` to show
 
 
 def test_server_urls_split_a_cluster_list() -> None:

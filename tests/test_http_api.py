@@ -408,6 +408,44 @@ def test_pixpipe_up_prints_the_key_it_keeps(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
+    # The next start keeps the key out of its output: the file has it.
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                          stdout=subprocess.DEVNULL) as proc:  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            lines = []
+            for line in proc.stderr:
+                lines.append(line)
+                if line.startswith("try:"):
+                    break
+            assert any("API key: in" in line for line in lines), lines
+            assert not any(kept in line for line in lines), "the key was printed again"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+
+_MAKE_SECRET = """
+import sys, time
+from pathlib import Path
+from pixpipe.private import kept_secret
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+print(kept_secret(Path(sys.argv[1]))[0])
+"""
+
+
+def test_two_processes_making_the_secret_at_once_agree(tmp_path: Path) -> None:
+    for n in range(10):
+        path = tmp_path / f"round-{n}" / "signing-secret"
+        start = str(time.time() + 1.0)  # both released at the same moment
+        procs = [subprocess.Popen([sys.executable, "-c", _MAKE_SECRET, str(path), start],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+        made = {proc.communicate(timeout=60)[0].strip() for proc in procs}
+        assert made == {path.read_text().strip()}, f"round {n}: {made}"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in path.parent.iterdir()] == ["signing-secret"]  # no leftovers
 
 
 def _wait_ready(url: str) -> None:
@@ -424,7 +462,7 @@ def _printed_key(proc: subprocess.Popen[str]) -> str:
     assert proc.stderr is not None
     for line in proc.stderr:
         if "API key:" in line:
-            return line.split("API key:", 1)[1].strip()
+            return line.split("API key:", 1)[1].split()[0]
     raise AssertionError(f"pixpipe up exited ({proc.wait()}) without printing a key")
 
 

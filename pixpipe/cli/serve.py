@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -54,15 +55,21 @@ def _serve(settings: Settings, roles: Roles) -> None:
 
     configure_logging()
 
+    from ..http.signing import KEY_FILE, key_to_show
+
+    shown = key_to_show(settings) if roles.api else None  # before the API makes it
+
     def ready(rt: object, url: str) -> None:
         if not roles.api:
             err.print(f"[green]worker ready[/green] ({roles.workers or 'one per core'} renderers)")
             return
-        from ..http.app import api_keys
-
-        key = api_keys(settings, create=True)[0]
         err.print(f"[green]pixpipe is up[/green] at [bold]{url}[/bold]  (dashboard: {url}/)")
-        err.print(f"API key: [bold]{key}[/bold]")
+        kept = Path(settings.data_dir) / KEY_FILE
+        if shown is not None:
+            err.print(f"API key: [bold]{shown}[/bold]  (made now; kept in {kept}, not shown again)")
+        elif kept.exists():
+            err.print(f"API key: in {kept}")
+        key = shown or (f"$(cat {kept})" if kept.exists() else "YOUR-API-KEY")
         err.print(
             f'try: curl -H "Authorization: Bearer {key}" --data-binary @photo.jpg '
             f'"{url}/v1/images?key=photo.jpg"'

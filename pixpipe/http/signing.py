@@ -6,7 +6,8 @@
 - Presigned local uploads: a token binding key, content type, exact length and expiry.
 
 Secrets come from the config (``api.keys``, ``api.signing_secret``); without them, ``pixpipe up``
-makes one on first run and keeps it in the data dir (mode 600), where ``pixpipe sign`` finds it.
+makes one on first run and keeps it in the data dir (mode 600, made once even by two processes
+starting together), where ``pixpipe sign`` finds it; the key is printed on that first run only.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 from pathlib import Path
 from urllib.parse import quote
 
 from ..config import Settings, api_keys_from_env
+from ..private import kept_secret
 
 KEY_FILE = "api-key"
 SECRET_FILE = "signing-secret"
@@ -26,11 +27,18 @@ SECRET_FILE = "signing-secret"
 
 def _kept(settings: Settings, name: str, create: bool) -> str | None:
     path = Path(settings.data_dir) / name
-    if not path.exists() and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
+    if create:
+        return kept_secret(path)[0]
     return path.read_text().strip() if path.exists() else None
+
+
+def key_to_show(settings: Settings) -> str | None:
+    """The API key to print at start: the data dir's, only on the run that made it (after
+    that it stays in the file, out of the logs); ``None`` when there is nothing to show."""
+    if api_keys_from_env(settings):
+        return None  # the operator's own keys: never printed
+    key, made = kept_secret(Path(settings.data_dir) / KEY_FILE)
+    return key if made else None
 
 
 def api_keys(settings: Settings, create: bool = False) -> list[str]:
@@ -85,7 +93,9 @@ def verify_upload(
 
 
 __all__ = [
+    "KEY_FILE",
     "api_keys",
+    "key_to_show",
     "sign_path",
     "signing_secret",
     "transform_path",
