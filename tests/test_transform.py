@@ -209,3 +209,19 @@ def test_results_in_memory_are_bounded_least_recently_used_out() -> None:
     assert hot.get("big") is None
     hot.put("a", Hot(b"A", "image/png", "a2"))  # replaced, size accounted
     assert hot.get("a") == Hot(b"A", "image/png", "a2") and hot.size == 1 + 3 + 4  # a, c, d
+
+
+def test_an_original_over_the_byte_limit_is_refused_from_its_size(live: Live) -> None:
+    """Transforms and invoke look at the original's size (a HEAD) before fetching it: one
+    over ``max_input_bytes`` (here dropped straight into the folder) is ``too_large``."""
+    from tests.test_http_harness import AUTH, MAX_BYTES
+
+    key = "tf/too big.jpg"
+    data = images.jpeg(images.photo(64, 64))
+    (live.settings.data_dir / "originals" / key).write_bytes(data + b"\0" * (MAX_BYTES + 1))
+    transformed = live.http.get(url("w:100", key))
+    assert transformed.status_code == 422 and transformed.json()["kind"] == "too_large"
+    assert str(MAX_BYTES) in transformed.json()["detail"]
+    invoked = live.http.post("/v1/invoke", json={"key": key, "maxDimension": 100}, headers=AUTH)
+    assert invoked.status_code == 422 and invoked.json()["kind"] == "too_large"
+    assert live.wait(key)["error"]["kind"] == "too_large"  # and the pipeline's worker agrees

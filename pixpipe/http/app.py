@@ -8,6 +8,7 @@ event subscriptions and stops the transform render processes.
 | module | routes |
 |---|---|
 | ``uploads.py`` | ``POST /v1/images``, ``POST /v1/uploads``, ``PUT /v1/uploads/{key}`` |
+| ``bodies.py`` | upload bodies as streams under the byte limit (raw, chunked, multipart) |
 | ``api.py`` | ``GET /v1/images[/{key}]``, failures and retry, ``POST /v1/events/s3`` |
 | ``live.py`` | ``GET /v1/images/{key}/events``, ``GET /v1/events`` (SSE) |
 | ``invoke.py`` | ``POST /v1/invoke`` |
