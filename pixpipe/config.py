@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .limits import Limits
@@ -45,10 +45,24 @@ class StoresModel(BaseModel):
 
 
 class BusModel(BaseModel):
+    """``[bus]``: which NATS, how to prove who we are to it, how much it replicates.
+
+    Secrets are ``SecretStr``: they print as ``**********`` in logs and errors."""
+
     url: str = "embedded"
     # The event stream's size limit (bytes; -1: only JetStream's own storage limit). When it is
     # full, new events are refused (uploads answer 503) rather than old ones silently dropped.
     max_bytes: int = Field(-1, ge=-1)
+    # Copies of the stream, every KV bucket and every consumer on a cluster (1 on one node).
+    replicas: int = Field(1, ge=1, le=5)
+    creds: Path | None = None  # a .creds file (user JWT + nkey seed)
+    nkey_seed: SecretStr | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 class RetryModel(BaseModel):

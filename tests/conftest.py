@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.conftest_services", "tests.job_ports"]
+pytest_plugins = ["tests.conftest_services", "tests.job_ports", "tests.processes"]

@@ -1,5 +1,5 @@
-"""Real ``pixpipe`` processes for fault tests, seen from outside: start one, read what it
-prints, signal it, find its render processes, and read its bus."""
+"""Real ``pixpipe`` processes for fault tests, seen from outside: start one (the ``spawn``
+fixture), read what it prints, signal it, find its render processes, and read its bus."""
 
 from __future__ import annotations
 
@@ -13,14 +13,30 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from nats.js.errors import NotFoundError
 
 from pixpipe import bus
 from pixpipe.pipeline.states import KvStates
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Any]:
+    """``spawn("up", "--port", …, env={…})`` → a running ``Proc``, cleaned up after the test."""
+    procs: list[Proc] = []
+
+    def start(*args: object, env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+        proc = Proc([str(a) for a in args], cwd or tmp_path, env or {})
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.cleanup()
 
 
 class Proc:

@@ -11,7 +11,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,21 +65,6 @@ def small_jpeg() -> bytes:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Any]:
-    """``spawn("up", "--port", …, env={…})`` → a running ``Proc``, cleaned up after the test."""
-    procs: list[Proc] = []
-
-    def start(*args: object, env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
-        proc = Proc([str(a) for a in args], cwd or tmp_path, env or {})
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.cleanup()
 
 
 async def wait_all(states: KvStates, keys: list[str], timeout: float = 90.0) -> dict[str, Any]:

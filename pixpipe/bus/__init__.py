@@ -6,7 +6,18 @@ policy in it. Events themselves (their payloads) are ``pixpipe.events``."""
 from __future__ import annotations
 
 from .consumer import consume, heartbeat, settle
-from .server import URL_FILE, EmbeddedServer, connect, embedded_url, find_nats_server, server_urls
+from .health import bus_health
+from .server import (
+    URL_FILE,
+    BusUnavailable,
+    EmbeddedServer,
+    client_options,
+    connect,
+    embedded_url,
+    find_nats_server,
+    redact,
+    server_urls,
+)
 from .topology import (
     ACK_WAIT_S,
     BATCHES_BUCKET,
@@ -18,6 +29,7 @@ from .topology import (
     TOKENS_BUCKET,
     Consumer,
     DeadLetter,
+    TopologyError,
     ack_wait,
     consumer_config,
     decode,
@@ -40,10 +52,14 @@ __all__ = [
     "STREAM",
     "TOKENS_BUCKET",
     "URL_FILE",
+    "BusUnavailable",
     "Consumer",
     "DeadLetter",
     "EmbeddedServer",
+    "TopologyError",
     "ack_wait",
+    "bus_health",
+    "client_options",
     "connect",
     "consume",
     "consumer_config",
@@ -58,6 +74,7 @@ __all__ = [
     "publish",
     "publish_event",
     "pull",
+    "redact",
     "server_urls",
     "settle",
 ]

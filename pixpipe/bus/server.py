@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -25,14 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nats
+import nats.errors
 
+from ..logs import log
 from ..private import kept_secret, write_private
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
+    from ..config import BusModel
+
 URL_FILE = "nats.url"
 PASSWORD_FILE = "bus-password"
+START_ATTEMPTS = 2  # tries of each server when connecting at start
 CONFIG_FILE = "nats-server.conf"
 USER = "pixpipe"
 
@@ -195,16 +202,79 @@ def server_urls(url: str, data_dir: Path | str | None = None) -> list[str]:
     return [u if "://" in u else f"nats://{u}" for u in urls]
 
 
+class BusUnavailable(ConnectionError):
+    """The bus refused us, or is not there, at start: a message for people, no password."""
+
+
+def client_options(bus: BusModel) -> dict[str, Any]:
+    """nats-py's options for ``[bus]``'s credentials and TLS (what real clusters use)."""
+    options: dict[str, Any] = {}
+    if bus.creds:
+        options["user_credentials"] = str(bus.creds)
+    if bus.nkey_seed:
+        options["nkeys_seed_str"] = bus.nkey_seed.get_secret_value()
+    if bus.user:
+        options["user"] = bus.user
+        options["password"] = bus.password.get_secret_value() if bus.password else ""
+    if bus.token:
+        options["token"] = bus.token.get_secret_value()
+    if bus.tls_ca or bus.tls_cert:
+        context = ssl.create_default_context(cafile=str(bus.tls_ca) if bus.tls_ca else None)
+        if bus.tls_cert:
+            context.load_cert_chain(str(bus.tls_cert), str(bus.tls_key) if bus.tls_key else None)
+        options["tls"] = context
+    return options
+
+
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``nats://user:secret@host:4222`` → ``nats://host:4222`` (in a URL or any text)."""
+    return _USERINFO.sub("//", text)
+
+
 async def connect(url: str, *, data_dir: Path | str | None = None, **options: Any) -> NATS:
     """Connect to ``url`` (``"embedded"`` finds the server ``pixpipe up`` runs in
-    ``data_dir``); reconnects forever, so a restarted server is picked up again."""
+    ``data_dir``; ``"nats://h1:4222,h2:4222"`` seeds a cluster, whose other nodes the client
+    learns from the server); reconnects forever once connected, so a restarted or lost node is
+    left for another. A refusal at start (credentials, TLS, nobody there) is ``BusUnavailable``."""
     options.setdefault("name", "pixpipe")
-    options.setdefault("max_reconnect_attempts", -1)
     options.setdefault("reconnect_time_wait", 0.5)
-    return await nats.connect(servers=server_urls(url, data_dir), **options)
+    report = options.pop("error_cb", _log_error)
+    seen: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        seen.append(exc)
+        await report(exc)
+
+    # Bounded tries at start, so that a refusal (credentials, nobody there) is told, not
+    # retried for ever; once connected, nats-py reads this option again on every reconnect.
+    later = options.pop("max_reconnect_attempts", -1)
+    servers = server_urls(url, data_dir)
+    try:
+        nc = await nats.connect(servers=servers, max_reconnect_attempts=START_ATTEMPTS,
+                                error_cb=on_error, **options)  # fmt: skip
+    except (OSError, nats.errors.Error, ssl.SSLError) as exc:
+        where = ", ".join(redact(u) for u in servers)
+        if isinstance(exc, nats.errors.NoServersError) and seen:  # why: the last refusal seen
+            refusals = [e for e in seen if "authorization" in str(e).lower()]
+            exc = (refusals or seen)[-1]
+        cause = exc
+        reason = redact(str(cause) or type(cause).__name__)
+        if "authorization" in reason.lower():
+            reason += " (check [bus] creds, nkey_seed, user/password or token)"
+        raise BusUnavailable(f"cannot connect to the bus at {where}: {reason}") from None
+    nc.options["max_reconnect_attempts"] = later
+    return nc
+
+
+async def _log_error(exc: Exception) -> None:
+    """nats-py's errors (a node lost, a reconnect refused) as one log line, not a traceback."""
+    log.warning("bus: %s", redact(str(exc) or type(exc).__name__))
 
 
 __all__ = [
-    "PASSWORD_FILE", "URL_FILE", "EmbeddedServer", "connect", "embedded_url", "find_nats_server",
-    "server_urls",
+    "PASSWORD_FILE", "URL_FILE", "BusUnavailable", "EmbeddedServer", "client_options", "connect",
+    "embedded_url", "find_nats_server", "redact", "server_urls",
 ]  # fmt: skip

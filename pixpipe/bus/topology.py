@@ -18,14 +18,24 @@ dedup and a key-value store; this module only configures them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+from tenacity import (
+    AsyncRetrying,
+    retry,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -45,6 +55,16 @@ SUBJECTS = "pixpipe.>"
 DUPLICATE_WINDOW_S = 120.0
 MAX_AGE_S = 7 * 24 * 3600.0
 ACK_WAIT_S = 120.0
+PUBLISH_RETRY_S = 15.0  # how long a publish with an id is retried for (a leader election)
+# No answer to a publish (yet): nats-py raises its own timeout or the builtin one.
+_NO_ANSWER = (TimeoutError, NatsTimeout, NoRespondersError, ServiceUnavailableError)
+# Topology requests are idempotent: one unanswered while a cluster forms or elects a leader
+# is asked again, for up to TOPOLOGY_RETRY_S.
+TOPOLOGY_RETRY_S = 60.0
+_answered = retry(
+    retry=retry_if_exception_type(_NO_ANSWER), wait=wait_exponential(multiplier=0.2, max=3.0),
+    stop=stop_after_delay(TOPOLOGY_RETRY_S), reraise=True,
+)  # fmt: skip
 ADVISORY_MAX_DELIVERIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"
 ADVISORY_TERMINATED = f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{STREAM}.*"
 
@@ -81,8 +101,11 @@ CONSUMERS: Mapping[str, Consumer] = {
 }
 
 
-def consumer_config(consumer: Consumer, retry: RetryModel | None = None) -> api.ConsumerConfig:
-    """The durable's JetStream config: explicit acks and the retry policy's backoff."""
+def consumer_config(
+    consumer: Consumer, retry: RetryModel | None = None, replicas: int = 1
+) -> api.ConsumerConfig:
+    """The durable's JetStream config: explicit acks, the retry policy's backoff, and as many
+    copies as its stream."""
     attempts = retry.attempts if retry else 3
     # The server requires max_deliver > len(backoff); extra backoff steps would never be used.
     backoff = list(retry.backoff_s if retry else [60.0, 120.0])[: max(attempts - 1, 0)]
@@ -98,6 +121,7 @@ def consumer_config(consumer: Consumer, retry: RetryModel | None = None) -> api.
         ack_wait=backoff[0] if backoff else ACK_WAIT_S,
         max_deliver=attempts,
         backoff=backoff or None,
+        num_replicas=replicas,
     )
 
 
@@ -116,13 +140,38 @@ def kv_text(name: str) -> str:
     return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
 
 
+class TopologyError(RuntimeError):
+    """The bus cannot hold the topology as configured (``[bus] replicas`` over the cluster's
+    size, say): a message for people, raised at start."""
+
+
+# JetStream's error codes for "cannot place that many copies".
+_NO_CLUSTER, _TOO_FEW_PEERS = 10074, 10005
+
+
+def _placement(exc: APIError, name: str, replicas: int) -> Exception:
+    if exc.err_code in (_NO_CLUSTER, _TOO_FEW_PEERS) or "replicas" in (exc.description or ""):
+        return TopologyError(
+            f"[bus] replicas = {replicas}, but the bus cannot keep {replicas} copies of {name}: "
+            f"{exc.description} (a single server keeps 1; a cluster at most one per node)"
+        )
+    return exc
+
+
+@_answered
 async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    """Create the stream, or bring its settings up to date where JetStream allows (replicas,
+    limits); what it refuses to change is reported with the stream's name."""
+    name, replicas = config.name or "", config.num_replicas or 1
     try:
-        await js.stream_info(config.name or "")
-    except NotFoundError:
-        await js.add_stream(config)
-    else:
-        await js.update_stream(config)
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+    except APIError as exc:
+        raise _placement(exc, f"stream {name}", replicas) from None
 
 
 async def ensure_topology(
@@ -153,22 +202,33 @@ async def ensure_topology(
         ),
     )  # fmt: skip
     for consumer in CONSUMERS.values():
-        await js.add_consumer(consumer.stream, consumer_config(consumer, retry))
+        config = consumer_config(consumer, retry, replicas)
+        await _answered(js.add_consumer)(consumer.stream, config)
     for bucket in (BATCHES_BUCKET, REPROCESS_BUCKET, TOKENS_BUCKET):
         await _ensure_kv(js, bucket, history=1, ttl=MAX_AGE_S, replicas=replicas)
     return await _ensure_kv(js, KV_BUCKET, history=5, replicas=replicas)
 
 
+@_answered
 async def _ensure_kv(
     js: JetStreamContext, bucket: str, *, history: int, replicas: int, ttl: float | None = None
 ) -> KeyValue:
+    """The bucket, created if need be; an existing one gets ``replicas`` copies (its stream
+    ``KV_{bucket}`` is scaled like any other)."""
     try:
-        return await js.key_value(bucket)
-    except NotFoundError:
-        return await js.create_key_value(
-            bucket=bucket, history=history, ttl=ttl, storage=api.StorageType.FILE,
-            replicas=replicas,
-        )  # fmt: skip
+        try:
+            kv = await js.key_value(bucket)
+        except NotFoundError:
+            return await js.create_key_value(
+                bucket=bucket, history=history, ttl=ttl, storage=api.StorageType.FILE,
+                replicas=replicas,
+            )  # fmt: skip
+        info = await js.stream_info(f"KV_{bucket}")
+        if info.config.num_replicas != replicas:
+            await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
+        return kv
+    except APIError as exc:
+        raise _placement(exc, f"KV bucket {bucket}", replicas) from None
 
 
 async def publish(
@@ -182,7 +242,18 @@ async def publish(
     """Publish JSON to the stream; the same ``msg_id`` within two minutes is stored once."""
     headers = {"Nats-Msg-Id": msg_id} if msg_id else None
     data = json.dumps(payload, separators=(",", ":"), default=str).encode()
-    return await js.publish(subject, data, timeout=timeout, headers=headers)
+    if not msg_id:
+        return await js.publish(subject, data, timeout=timeout, headers=headers)
+    # With an id a repeat is harmless, so a publish that got no answer (a stream leader being
+    # elected, a node lost) is sent again, the same id each time, for up to PUBLISH_RETRY_S.
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(_NO_ANSWER),
+        wait=wait_exponential(multiplier=0.1, max=2.0), stop=stop_after_delay(PUBLISH_RETRY_S),
+        reraise=True,
+    ):  # fmt: skip
+        with attempt:
+            return await js.publish(subject, data, timeout=timeout, headers=headers)
+    raise AssertionError("unreachable: tenacity re-raises the last failure")
 
 
 async def publish_event(js: JetStreamContext, event: Event) -> api.PubAck:
@@ -240,11 +311,13 @@ __all__ = [
     "CONSUMERS",
     "DEAD_STREAM",
     "KV_BUCKET",
+    "PUBLISH_RETRY_S",
     "REPROCESS_BUCKET",
     "STREAM",
     "TOKENS_BUCKET",
     "Consumer",
     "DeadLetter",
+    "TopologyError",
     "ack_wait",
     "consumer_config",
     "decode",

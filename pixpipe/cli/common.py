@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,7 +31,7 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embed
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error that says what to do next, and exit with ``code``."""
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")  # `[bus] replicas` is text, not markup
     return typer.Exit(code)
 
 

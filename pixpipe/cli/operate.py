@@ -26,25 +26,36 @@ def _with_runtime(settings: Settings, action: Any) -> Any:
         async with runtime(settings) as rt:
             return await action(rt)
 
+    from ..bus import TopologyError
+
     try:
         return asyncio.run(run())
-    except ConnectionError as exc:
+    except (ConnectionError, TopologyError) as exc:
         raise fail(str(exc)) from None
 
 
 def status(
-    key: Annotated[str, typer.Argument(help="The original's key.")],
+    key: Annotated[str | None, typer.Argument(help="An original's key (else: the bus).")] = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None,
 ) -> None:  # fmt: skip
-    """Print the state of one image as JSON (exit 1 if unknown)."""
+    """Print the state of one image as JSON (exit 1 if unknown); without a key, the bus: the
+    node this process talks to and whether the stream has its replicas (exit 1 if not)."""
+    from ..bus import bus_health
 
     async def action(rt: Any) -> Any:
+        if key is None:
+            return await bus_health(rt.nc, rt.js, rt.settings.bus.replicas)
         return await rt.states.get(key)
 
-    state = _with_runtime(settings_or_fail(config, data_dir), action)
-    if state is None:
+    found = _with_runtime(settings_or_fail(config, data_dir), action)
+    if key is None:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        if not found["ok"]:
+            raise typer.Exit(1)
+        return
+    if found is None:
         raise fail(f"no image {key!r}", 1)
-    sys.stdout.write(state.model_dump_json(indent=2, exclude_none=True) + "\n")
+    sys.stdout.write(found.model_dump_json(indent=2, exclude_none=True) + "\n")
 
 
 def failures(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..config import Settings
-from .common import ConfigOpt, DataDirOpt, err, settings_or_fail
+from .common import ConfigOpt, DataDirOpt, err, fail, settings_or_fail
 
 if TYPE_CHECKING:
     from ..pipeline.roles import Roles
@@ -75,7 +75,12 @@ def _serve(settings: Settings, roles: Roles) -> None:
             f'"{url}/v1/images?key=photo.jpg"'
         )
 
-    asyncio.run(serve(settings, roles, on_ready=ready))
+    from ..bus import TopologyError
+
+    try:
+        asyncio.run(serve(settings, roles, on_ready=ready))
+    except (ConnectionError, TopologyError) as exc:  # the bus refused us: say why, no trace
+        raise fail(str(exc)) from None
 
 
 __all__ = ["api", "up", "worker"]

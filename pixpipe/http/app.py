@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..bus import bus_health
 from ..errors import Kind, PixpipeError
 from ..pipeline.runtime import Runtime
 from ..storage import BadKey
@@ -120,15 +121,24 @@ def create_app(rt: Runtime) -> FastAPI:
 
 
 async def _readiness(rt: Runtime) -> Response:
+    """Ready: the bus connected, the stream and the state bucket with every copy asked for
+    (``[bus] replicas``: a cluster that lost a node says so), every store answering."""
     problems: list[str] = []
+    health: dict[str, Any] = {"connected": False}
     if not rt.nc.is_connected:
         problems.append("bus not connected")
+    else:
+        health = await bus_health(rt.nc, rt.js, rt.settings.bus.replicas)
+        if not health["ok"]:
+            problems.append(f"bus: {health.get('error') or 'fewer copies than [bus] replicas'}")
     for store in rt.stores:
         try:
             await store.head("_readyz")
         except PixpipeError as exc:
             problems.append(f"{store.url}: {exc.message}")
-    body: dict[str, Any] = {"status": "unavailable" if problems else "ok", "problems": problems}
+    body: dict[str, Any] = {
+        "status": "unavailable" if problems else "ok", "problems": problems, "bus": health,
+    }  # fmt: skip
     return JSONResponse(body, 503 if problems else 200)
 
 

@@ -46,10 +46,14 @@ class Runtime:
 @contextlib.asynccontextmanager
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Connect to the bus, create the topology (idempotent), open the stores."""
-    nc = await bus.connect(settings.bus.url, data_dir=settings.data_dir)
+    nc = await bus.connect(
+        settings.bus.url, data_dir=settings.data_dir, **bus.client_options(settings.bus)
+    )
     try:
         js = nc.jetstream()
-        kv = await bus.ensure_topology(js, settings.retry, max_bytes=settings.bus.max_bytes)
+        kv = await bus.ensure_topology(
+            js, settings.retry, replicas=settings.bus.replicas, max_bytes=settings.bus.max_bytes
+        )
         yield Runtime(settings, nc, js, KvStates(kv), open_stores(settings), settings.recipe)
     finally:
         # close, not drain: the roles have stopped pulling, and anything unacknowledged is
