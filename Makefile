@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test bench lint install clean chromium screenshot bench-transforms
+.PHONY: up test bench lint install clean chromium screenshot bench-transforms deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,10 +17,17 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/pixpipe up
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium deploy-check
 	$(BIN)/ruff check pixpipe tests benchmarks
-	$(BIN)/cfn-lint deploy/aws/template.yaml
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# The deploy recipes against their linters and schemas (all from PyPI, nothing downloaded).
+# keda.yaml (a CRD) and nats-values.yaml (Helm values) are checked by tests/test_deploy.py.
+deploy-check: $(STAMP)
+	$(BIN)/cfn-lint deploy/aws/template.yaml
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/config.yaml deploy/k8s/api.yaml deploy/k8s/worker.yaml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check pixpipe tests benchmarks
