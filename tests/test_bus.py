@@ -23,6 +23,8 @@ from pixpipe.bus import (
     decode,
     ensure_topology,
     fetch_dead_letter,
+    kv_keys,
+    kv_name,
     publish,
     publish_event,
     pull,
@@ -198,6 +200,24 @@ async def test_kv_put_get(js: tuple[Any, Any]) -> None:
     entry = await kv.get("dXNlcnMvNDIvSU1HIDAwMDEuanBn")
     assert json.loads(entry.value) == state
     assert (await jsc.key_value(KV_BUCKET)).__class__ is kv.__class__
+
+
+async def test_listing_a_bucket_sees_every_state_just_written(js: tuple[Any, Any]) -> None:
+    """Listings read the bucket's subjects in one request: nats-py's ``kv.keys()`` could
+    queue its end marker before the entries it had received, and list nothing."""
+    from pixpipe.jobs.state import ImageState
+    from pixpipe.pipeline.states import KvStates
+
+    _, jsc = js
+    states = KvStates(await ensure_topology(jsc))
+    keys = [f"list/{n:03d}.jpg" for n in range(120)]
+    for round_ in range(5):
+        for key in keys:
+            await states.put(ImageState(key=key, state="failed" if round_ % 2 else "done"))
+        await states.kv.delete(kv_name(keys[0]))
+        listed = [s.key async for s in states.all()]
+        assert sorted(listed) == keys[1:], f"round {round_}: {len(listed)} listed"
+        assert len(await kv_keys(states.kv, "*")) == len(keys)  # the deleted one's marker too
 
 
 async def test_max_deliveries_leaves_a_dead_letter_with_the_original(js: tuple[Any, Any]) -> None:

@@ -135,6 +135,17 @@ def kv_name(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
+async def kv_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
+    """The keys in a bucket matching a subject pattern, from one stream-info request (deleted
+    ones too: their markers hold the subject; a ``get`` says they are gone).
+
+    Not nats-py's ``kv.keys()`` / watch: its end-of-listing marker can be queued before the
+    entries already delivered (a race the tests lost under load, listing nothing)."""
+    prefix = kv._pre  # "$KV.{bucket}." (nats-py keeps it, and the stream, on the bucket)
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{prefix}{pattern}")
+    return sorted(subject.removeprefix(prefix) for subject in (info.state.subjects or {}))
+
+
 def kv_text(name: str) -> str:
     """The text a ``kv_name`` encodes."""
     return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
@@ -323,6 +334,7 @@ __all__ = [
     "decode",
     "ensure_topology",
     "fetch_dead_letter",
+    "kv_keys",
     "kv_name",
     "kv_text",
     "publish",

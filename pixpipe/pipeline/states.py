@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from ..bus import kv_name, kv_text
+from ..bus import kv_keys, kv_name, kv_text
 from ..jobs.state import Change, ImageState
 
 if TYPE_CHECKING:
@@ -55,11 +55,7 @@ class KvStates:
 
     async def all(self) -> AsyncIterator[ImageState]:
         """Every image's state (for listings; fine up to a few hundred thousand keys)."""
-        try:
-            names = await self.kv.keys()
-        except NoKeysError:
-            return
-        for name in names:
+        for name in await kv_keys(self.kv):
             if state := await self.get(kv_text(name)):
                 yield state
 

@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from ... import bus
 from ...errors import PixpipeError
@@ -94,28 +94,17 @@ async def _recount(kv: KeyValue, batch_id: str) -> Counter | None:
     if found is None:
         return None
     counter, revision = found
-    names = await _keys(kv, outcome_keys(batch_id))
+    names = await bus.kv_keys(kv, outcome_keys(batch_id))
     if len(names) <= counter.done + counter.failed:
         return counter
-    values = [(await kv.get(name)).value for name in names]
+    values = []
+    for name in names:
+        with contextlib.suppress(KeyNotFoundError):  # deleted meanwhile: not an outcome
+            values.append((await kv.get(name)).value)
     counter = counter.but(done=values.count(b"done"), failed=values.count(b"failed"))
     with contextlib.suppress(KeyWrongLastSequenceError):  # raced by a live count: next time
         await kv.update(counter_key(batch_id), counter.to_json(), last=revision)
     return counter
-
-
-async def _keys(kv: KeyValue, pattern: str) -> list[str]:
-    """The keys matching a subject pattern (``kv.keys`` would read the whole bucket)."""
-    watcher = await kv.watch(pattern, meta_only=True, ignore_deletes=True)
-    names = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of what is there now
-                break
-            names.append(entry.key)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return names
 
 
 async def check(rt: Runtime, batch_id: str) -> float | None:
