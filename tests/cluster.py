@@ -111,8 +111,12 @@ class Cluster:
         return next(n for n in self.nodes if n.name == name)
 
     def start(self) -> Cluster:
-        for node in self.nodes:
-            node.start()
+        try:
+            for node in self.nodes:
+                node.start()
+        except BaseException:
+            self.stop()  # none left running
+            raise
         return self
 
     def stop(self) -> None:
@@ -136,4 +140,35 @@ class Cluster:
             await nc.close()
 
 
-__all__ = ["Cluster", "Node"]
+def operator_mode(root: Path) -> tuple[str, Path]:
+    """NATS' decentralised auth, as real clusters run it: an operator, a JetStream-enabled
+    account and a user signed by it (``nats-jwt``, the NATS JWTs in Python). Returns the
+    server config block and the user's ``.creds`` file (its JWT and nkey seed)."""
+    from nats_jwt.nkeys_ext import create_operator_pair
+    from nats_jwt.v2.operator_claims import OperatorClaims
+    from nats_jwt.v2.snippets import Operator
+
+    pair = create_operator_pair()
+    operator = Operator(claims=OperatorClaims(pair.public_key.decode(), "pixpipe-test"),
+                        seed=pair.seed)  # fmt: skip
+    account, system = operator.create_account("PIXPIPE"), operator.create_account("SYS")
+    limits = account.claims.nats.limits
+    limits.disk_storage = limits.memory_storage = limits.streams = limits.consumer = -1
+    user = account.create_user("pixpipe")
+    creds = root / "pixpipe.creds"
+    root.mkdir(parents=True, exist_ok=True)
+    creds.write_text(
+        f"-----BEGIN NATS USER JWT-----\n{user.jwt}\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{user.key_pair.seed.decode()}\n"
+        "------END USER NKEY SEED------\n"
+    )
+    creds.chmod(0o600)
+    accounts = {a.key_pair.public_key.decode(): a.jwt for a in (account, system)}
+    preload = "\n".join(f"  {pub}: {jwt}" for pub, jwt in accounts.items())
+    config = (f"operator: {operator.claims.encode(pair)}\n"
+              f"system_account: {system.key_pair.public_key.decode()}\n"
+              f"resolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n")  # fmt: skip
+    return config, creds
+
+
+__all__ = ["Cluster", "Node", "operator_mode"]

@@ -21,12 +21,12 @@ from pixpipe import bus
 from pixpipe.bus import EmbeddedServer, TopologyError, bus_health, ensure_topology
 from pixpipe.pipeline.states import KvStates
 from tests import images
-from tests.cluster import Cluster
+from tests.cluster import Cluster, operator_mode
 from tests.conftest_services import AWS_ENV, MotoS3
 from tests.pipeline import API_KEY, eventually, free_port
 from tests.processes import Proc, processed_events
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("cluster")]
+pytestmark = [pytest.mark.timeout(300)]  # each test has a cluster of its own
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 SIX = ("xl", "l", "m", "s", "sq-m", "sq-s")
 
@@ -86,14 +86,14 @@ async def eventually_healthy(nc: Any, js: Any, replicas: int = 3) -> dict[str, A
 
 
 async def test_more_replicas_than_nodes_is_a_clear_error_at_start(
-    tmp_path: Path, nats_server_private: EmbeddedServer
+    nats_server_private: EmbeddedServer, spawn: Any
 ) -> None:
     async with client(nats_server_private.url) as nc:
         with pytest.raises(TopologyError) as refused:
             await ensure_topology(nc.jetstream(), replicas=3)
     assert "[bus] replicas = 3" in str(refused.value)
-    status = Proc(["status"], tmp_path, {"PIXPIPE_BUS__URL": nats_server_private.url,
-                                         "PIXPIPE_BUS__REPLICAS": "3"})  # fmt: skip
+    status = spawn("status", env={"PIXPIPE_BUS__URL": nats_server_private.url,
+                                  "PIXPIPE_BUS__REPLICAS": "3"})  # fmt: skip
     assert await status.exit_code(60) == 2  # a configuration the bus cannot hold
     assert "[bus] replicas = 3" in status.output and "Traceback" not in status.output
 
@@ -146,20 +146,12 @@ def _variants_in_s3(moto: MotoS3, prefix: str) -> collections.Counter[str]:
 
 @pytest.fixture
 def processes(
-    tmp_path: Path, cluster: Cluster, aws_env: MotoS3
-) -> Iterator[tuple[Any, dict[str, str], str]]:
+    tmp_path: Path, cluster: Cluster, aws_env: MotoS3, spawn: Any
+) -> tuple[Any, dict[str, str], str]:
+    """``start(*args)``: a pixpipe process on the cluster and the bucket (cleaned up after)."""
     prefix = f"cluster-{uuid.uuid4().hex[:8]}"
     env = _env(cluster, aws_env, prefix, tmp_path / "data")
-    procs: list[Proc] = []
-
-    def start(*args: object) -> Proc:
-        proc = Proc([str(a) for a in args], tmp_path, env)
-        procs.append(proc)
-        return proc
-
-    yield start, env, prefix
-    for proc in procs:
-        proc.cleanup()
+    return lambda *args: spawn(*args, env=env), env, prefix
 
 
 async def _apis_and_workers(cluster: Cluster, start: Any) -> tuple[list[str], list[Proc]]:
@@ -190,7 +182,17 @@ async def _all_done(cluster: Cluster, keys: list[str], timeout: float = 150) -> 
             return not remaining
 
         await eventually(settled, timeout=timeout)
-        processed = collections.Counter(key for key, _ in await processed_events(nc.jetstream()))
+        # The state is written before its event goes out (and a worker killed in between has
+        # its delivery announce it again): wait for every event, then count them.
+        processed: collections.Counter[str] = collections.Counter()
+
+        async def announced() -> bool:
+            found = await processed_events(nc.jetstream())
+            processed.clear()
+            processed.update(key for key, _ in found)
+            return all(processed[k] for k in keys)
+
+        await eventually(announced, timeout=60)
         assert {k: processed[k] for k in keys} == dict.fromkeys(keys, 1)  # exactly once each
         return states
 
@@ -246,25 +248,56 @@ async def test_a_rolling_restart_of_every_node_during_uploads_loses_nothing(
 # ---- a cluster that wants credentials ---------------------------------------------------------
 
 
-async def test_a_cluster_with_credentials_takes_them_and_refuses_without(tmp_path: Path) -> None:
+async def _status_ok(spawn: Any, env: dict[str, str], tries: int = 10) -> dict[str, Any]:
+    """``pixpipe status`` until it reports every copy current (exit 0): right after the
+    topology is made, a replica may still be catching up (exit 1, ``ok: false``)."""
+    for _ in range(tries):
+        status = spawn("status", env=env)
+        code = await status.exit_code(90)
+        assert code in (0, 1), status.output  # connected either way: credentials taken
+        health = json.loads(status.output[status.output.index("{"):])
+        if code == 0:
+            assert health["ok"]
+            return dict(health)
+        await asyncio.sleep(1)
+    raise AssertionError(f"never ok: {health}")
+
+
+async def test_a_cluster_with_credentials_takes_them_and_refuses_without(
+    tmp_path: Path, spawn: Any
+) -> None:
     users = 'authorization { users: [ { user: "pixpipe", password: "s3cret-pw" } ] }'
     secured = Cluster(tmp_path / "cluster", authorization=users).start()
     try:
         await secured.wait_for_jetstream(user="pixpipe", password="s3cret-pw")
         env = {"PIXPIPE_BUS__URL": secured.url, "PIXPIPE_BUS__REPLICAS": "3",
                "PIXPIPE_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
-        with_them = Proc(["status"], tmp_path, {**env, "PIXPIPE_BUS__USER": "pixpipe",
-                                                "PIXPIPE_BUS__PASSWORD": "s3cret-pw"})  # fmt: skip
-        assert await with_them.exit_code(90) == 0, with_them.output
-        health = json.loads(with_them.output[with_them.output.index("{"):])
-        assert health["ok"] and health["stream"]["replicas"] == 3
-        without = Proc(["status"], tmp_path, env)
+        health = await _status_ok(spawn, {**env, "PIXPIPE_BUS__USER": "pixpipe",
+                                          "PIXPIPE_BUS__PASSWORD": "s3cret-pw"})  # fmt: skip
+        assert health["stream"]["replicas"] == 3 and health["cluster"] == "pixpipe-test"
+        without = spawn("status", env=env)
         assert await without.exit_code(60) == 2
         assert "Authorization Violation" in without.output and "check [bus]" in without.output
         assert "Traceback" not in without.output
-        wrong = Proc(["status"], tmp_path, {**env, "PIXPIPE_BUS__USER": "pixpipe",
-                                            "PIXPIPE_BUS__PASSWORD": "guess"})  # fmt: skip
+        wrong = spawn("status", env={**env, "PIXPIPE_BUS__USER": "pixpipe",
+                                     "PIXPIPE_BUS__PASSWORD": "guess"})  # fmt: skip
         assert await wrong.exit_code(60) == 2
         assert "guess" not in wrong.output and "s3cret" not in wrong.output
+    finally:
+        secured.stop()
+
+
+async def test_a_cluster_in_operator_mode_takes_a_creds_file(tmp_path: Path, spawn: Any) -> None:
+    config, creds = operator_mode(tmp_path / "auth")
+    secured = Cluster(tmp_path / "cluster", authorization=config).start()
+    try:
+        await secured.wait_for_jetstream(user_credentials=str(creds))
+        env = {"PIXPIPE_BUS__URL": secured.url, "PIXPIPE_BUS__REPLICAS": "3",
+               "PIXPIPE_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+        health = await _status_ok(spawn, {**env, "PIXPIPE_BUS__CREDS": str(creds)})
+        assert health["states"]["replicas"] == 3
+        without = spawn("status", env=env)
+        assert await without.exit_code(60) == 2
+        assert "Authorization Violation" in without.output and "check [bus]" in without.output
     finally:
         secured.stop()

@@ -314,7 +314,13 @@ def test_s3_notification_endpoint(live: Live) -> None:
 
 def test_health_and_readiness(live: Live) -> None:
     assert live.http.get("/healthz").json() == {"status": "ok"}
-    assert live.http.get("/readyz").json() == {"status": "ok", "problems": []}
+    ready = live.http.get("/readyz").json()
+    assert (ready["status"], ready["problems"]) == ("ok", [])
+    bus = ready["bus"]  # one node, one copy asked for: it has it
+    assert bus["ok"] and bus["connected"] and bus["stream"] == {
+        "leader": bus["node"], "replicas": 1, "current": 1, "ok": True
+    }
+    assert bus["url"].startswith("nats://127.0.0.1:") and "@" not in bus["url"]
 
 
 def test_metrics(live: Live) -> None:

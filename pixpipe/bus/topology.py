@@ -32,7 +32,7 @@ from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 from tenacity import (
     AsyncRetrying,
     retry,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_delay,
     wait_exponential,
 )
@@ -56,13 +56,22 @@ DUPLICATE_WINDOW_S = 120.0
 MAX_AGE_S = 7 * 24 * 3600.0
 ACK_WAIT_S = 120.0
 PUBLISH_RETRY_S = 15.0  # how long a publish with an id is retried for (a leader election)
-# No answer to a publish (yet): nats-py raises its own timeout or the builtin one.
-_NO_ANSWER = (TimeoutError, NatsTimeout, NoRespondersError, ServiceUnavailableError)
+# No answer (yet): nats-py raises its own timeout or the builtin one, or "no responders" /
+# 503 while a stream has no leader; but a full stream (10077) is an answer, not to be retried.
+_STREAM_FULL = 10077
+
+
+def _unanswered(exc: BaseException) -> bool:
+    if isinstance(exc, ServiceUnavailableError):
+        return exc.err_code != _STREAM_FULL
+    return isinstance(exc, TimeoutError | NatsTimeout | NoRespondersError)
+
+
 # Topology requests are idempotent: one unanswered while a cluster forms or elects a leader
 # is asked again, for up to TOPOLOGY_RETRY_S.
 TOPOLOGY_RETRY_S = 60.0
 _answered = retry(
-    retry=retry_if_exception_type(_NO_ANSWER), wait=wait_exponential(multiplier=0.2, max=3.0),
+    retry=retry_if_exception(_unanswered), wait=wait_exponential(multiplier=0.2, max=3.0),
     stop=stop_after_delay(TOPOLOGY_RETRY_S), reraise=True,
 )  # fmt: skip
 ADVISORY_MAX_DELIVERIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"
@@ -258,7 +267,7 @@ async def publish(
     # With an id a repeat is harmless, so a publish that got no answer (a stream leader being
     # elected, a node lost) is sent again, the same id each time, for up to PUBLISH_RETRY_S.
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(_NO_ANSWER),
+        retry=retry_if_exception(_unanswered),
         wait=wait_exponential(multiplier=0.1, max=2.0), stop=stop_after_delay(PUBLISH_RETRY_S),
         reraise=True,
     ):  # fmt: skip
