@@ -136,14 +136,14 @@ async def _measure(
     async def client(http: httpx.AsyncClient) -> None:
         while queue:
             n, path = queue.pop()
-            response = await http.post(f"{url}/v1/images", params={"key": f"b/{n:05d}.jpg"},
+            response = await http.post("/v1/images", params={"key": f"b/{n:05d}.jpg"},
                                        content=path.read_bytes(),
                                        headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
             response.raise_for_status()
 
-    async with httpx.AsyncClient(timeout=120) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
         await asyncio.gather(*(client(http) for _ in range(IN_FLIGHT)))
-        while await _processed(http, url) < len(files):
+        while await _processed(http) < len(files):
             await asyncio.sleep(0.05)
     seconds = time.perf_counter() - started
     after = _cpu(cluster, procs)
@@ -157,7 +157,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -168,7 +172,7 @@ def main() -> None:
     boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
                  aws_secret_access_key="bench", region_name="us-east-1").create_bucket(
         Bucket="bench")  # fmt: skip
-    files = corpus.corpus_files(args.count)
+    files = corpus.build(args.count)[: args.count]
     load_before = os.getloadavg()
     results: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -182,7 +186,7 @@ def main() -> None:
     moto.stop()
     load_after = os.getloadavg()
     section = _section(results, args, files, load_before, load_after)
-    console.print(section)
+    console.print(section, markup=False, highlight=False)
     if not args.no_write:
         report.update_results(section, "cluster")
 
