@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .limits import Limits
@@ -105,6 +105,42 @@ class WebhookModel(BaseModel):
         return value
 
 
+class ImgproxyModel(BaseModel):
+    """``[imgproxy]``: imgproxy's URLs under ``prefix``, signed as imgproxy signs them. Keys
+    and salts are hex, as imgproxy's; ``IMGPROXY_KEY``/``IMGPROXY_SALT`` (and the ``…S``
+    lists) are read too, so a migrated deployment keeps its environment."""
+
+    key: str | None = None  # one pair (PRODUCT.md §10) …
+    salt: str | None = None
+    keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # … or several (rotation)
+    salts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    signature_size: int = Field(32, ge=1, le=32)
+    prefix: str = "/imgproxy"
+    presets: dict[str, str] = Field(default_factory=dict)  # name → "rs:fill:300:300/q:70"
+
+    @field_validator("keys", "salts", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    def pairs(self) -> list[tuple[bytes, bytes]]:
+        """The (key, salt) pairs a signature may be made with: settings, then imgproxy's env."""
+        from .compat.imgproxy import hex_pairs
+
+        env = os.environ
+        keys = [*([self.key] if self.key else []), *self.keys]
+        salts = [*([self.salt] if self.salt else []), *self.salts]
+        if not keys and not salts:
+            keys = _split_csv(env.get("IMGPROXY_KEYS") or env.get("IMGPROXY_KEY", ""))
+            salts = _split_csv(env.get("IMGPROXY_SALTS") or env.get("IMGPROXY_SALT", ""))
+        return hex_pairs(keys, salts)
+
+    @model_validator(mode="after")
+    def _paired(self) -> ImgproxyModel:
+        self.pairs()  # hex, and as many salts as keys: said when the settings load
+        return self
+
+
 class Settings(BaseSettings):
     """All of pixpipe's configuration, validated once at start."""
 
@@ -118,6 +154,7 @@ class Settings(BaseSettings):
     limits: LimitsModel = Field(default_factory=LimitsModel)
     retry: RetryModel = Field(default_factory=RetryModel)
     api: ApiModel = Field(default_factory=ApiModel)
+    imgproxy: ImgproxyModel = Field(default_factory=ImgproxyModel)
     variants: list[dict[str, Any]] = Field(default_factory=list)
     webhooks: list[WebhookModel] = Field(default_factory=list)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
@@ -77,7 +78,14 @@ async def resolve(state: Any, signature: str, path: str, accept: str | None) -> 
         variant = to_variant(options, rt.recipe, accept)
     except BadOptions as exc:
         raise HTTPException(400, str(exc)) from None
-    extra = {"Vary": "Accept"} if options.format == "auto" else {}
+    return await target(rt, key, variant, negotiated=options.format == "auto")
+
+
+async def target(rt: Runtime, key: str, variant: Variant, negotiated: bool = False) -> Target:
+    """The source of ``key`` (404, or the fallback image), checked against the byte limit,
+    and where the result of ``variant`` on it is cached; ``negotiated``: the format came
+    from ``Accept`` (the answer varies on it)."""
+    extra = {"Vary": "Accept"} if negotiated else {}
     source, fallback = await rt.stores.originals.head(key), False
     if source is None:
         source, fallback = await _fallback(rt), True
@@ -99,18 +107,28 @@ async def transform(
     """A signed on-the-fly rendition: ``w:800/h:600/fit:cover/g:attention/f:webp/q:75/dpr:2``,
     ``f:auto`` (AVIF, WebP or JPEG from ``Accept``), ``preset:NAME`` (a recipe variant)."""
     state = request.app.state
+    return await answer(state, lambda: resolve(state, signature, path, accept), if_none_match,
+                        range)  # fmt: skip
+
+
+async def answer(
+    state: Any, resolving: Callable[[], Awaitable[Target]], if_none_match: str | None,
+    range_header: str | None,
+) -> Response:  # fmt: skip
+    """Resolve the target, then answer it from memory, the cache store or one render; a
+    failure of the source is its kind's status (422, 404, 503 + ``Retry-After``)."""
     try:
-        target = await resolve(state, signature, path, accept)
-        response = await _cached(state, target.ckey, if_none_match, range, target.extra)
+        found = await resolving()
+        response = await _cached(state, found.ckey, if_none_match, range_header, found.extra)
         if response is None:
-            response = await _render(state, target.source, target.variant, target.ckey,
-                                     target.extra)  # fmt: skip
+            response = await _render(state, found.source, found.variant, found.ckey,
+                                     found.extra)  # fmt: skip
     except PixpipeError as exc:
         state.metrics.transforms.labels("error").inc()
         headers = {"Retry-After": "5"} if exc.kind is Kind.TRANSIENT else None
         body = {"detail": exc.message, "kind": exc.kind.value}
         return JSONResponse(body, _STATUS.get(exc.kind, 422), headers=headers)
-    if target.fallback:  # the fallback image, never cached as if it were the real one
+    if found.fallback:  # the fallback image, never cached as if it were the real one
         response.status_code = 404
         response.headers["Cache-Control"] = "no-store"
     return response
@@ -245,4 +263,4 @@ async def _render(
     return Response(data, 200, headers, media_type=media)
 
 
-__all__ = ["HotHits", "Target", "cache_key", "resolve", "router"]
+__all__ = ["HotHits", "Target", "answer", "cache_key", "resolve", "router", "target"]
