@@ -141,6 +141,14 @@ class ImgproxyModel(BaseModel):
         return self
 
 
+class ThumborModel(BaseModel):
+    """``[thumbor]``: thumbor's URLs under ``prefix``, signed with thumbor's security key."""
+
+    security_key: SecretStr | None = None
+    prefix: str = "/thumbor"
+    allow_unsafe: bool = False  # `/unsafe/…` URLs: anyone may ask for any size
+
+
 class Settings(BaseSettings):
     """All of pixpipe's configuration, validated once at start."""
 
@@ -155,6 +163,7 @@ class Settings(BaseSettings):
     retry: RetryModel = Field(default_factory=RetryModel)
     api: ApiModel = Field(default_factory=ApiModel)
     imgproxy: ImgproxyModel = Field(default_factory=ImgproxyModel)
+    thumbor: ThumborModel = Field(default_factory=ThumborModel)
     variants: list[dict[str, Any]] = Field(default_factory=list)
     webhooks: list[WebhookModel] = Field(default_factory=list)
 

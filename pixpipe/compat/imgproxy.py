@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from . import Processing, hex_colour
+
 # Canonical names (imgproxy's full names) and every alias imgproxy accepts.
 ALIASES = {
     "resize": "resize", "rs": "resize", "size": "size", "s": "size",
@@ -182,9 +184,8 @@ def colour(name: str, args: Sequence[str]) -> tuple[int, int, int] | None:
     """``bg:R:G:B`` or ``bg:RRGGBB``; empty: none."""
     if not args or args == ("",):
         return None
-    if len(args) == 1 and re.fullmatch(r"[0-9a-fA-F]{6}|[0-9a-fA-F]{3}", args[0]):
-        hex_ = args[0] if len(args[0]) == 6 else "".join(c * 2 for c in args[0])
-        return (int(hex_[0:2], 16), int(hex_[2:4], 16), int(hex_[4:6], 16))
+    if len(args) == 1 and (found := hex_colour(args[0])) is not None:
+        return found
     if len(args) == 3:
         r, g, b = (integer(name, a, 0, 255) for a in args)
         return (r, g, b)
@@ -202,23 +203,6 @@ _COMPASS = {
 # Parsed, checked, and not rendered yet: refused with a clear message (never ignored, which
 # would answer another image than the one asked for).
 NOT_YET = ("crop", "trim", "padding", "rotate", "flip", "blur", "sharpen", "watermark")
-
-
-@dataclass(frozen=True, slots=True)
-class Processing:
-    """What the options ask of the renderer, in pixpipe's terms."""
-
-    width: int | None
-    height: int | None
-    fit: str
-    gravity: str
-    enlarge: bool
-    dpr: float
-    format: str | None  # None: the source's (or the extension's)
-    quality: int | None
-    background: tuple[int, int, int] | None
-    strip: bool
-    expires: int | None
 
 
 def processing(parsed: Parsed) -> Processing:
@@ -278,8 +262,8 @@ def processing(parsed: Parsed) -> Processing:
     if fit != "inside" and not (width and height):
         fit = "inside"  # one side given: imgproxy keeps the aspect ratio whatever the type
     return Processing(
-        width or None, height or None, fit, gravity, enlarge, dpr,
-        FORMATS[fmt.lower()] if fmt else None, quality or None, background, strip, expires,
+        width or None, height or None, fit, gravity, enlarge,
+        FORMATS[fmt.lower()] if fmt else None, quality or None, background, dpr, strip, expires,
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ event subscriptions and stops the transform render processes.
 | ``backfills.py`` | ``POST /v1/reprocess``, ``GET /v1/reprocess/{run}`` |
 | ``delivery.py`` | ``GET /images/original/{key}``, ``GET /images/{variant}/{rest}`` |
 | ``transform.py`` | ``GET /t/{signature}/{options}/{key}`` (grammar: ``options.py``) |
-| ``imgproxy.py`` | imgproxy's URLs under ``[imgproxy] prefix`` (grammar: ``compat/imgproxy.py``) |
+| ``compat.py`` | imgproxy's and thumbor's URLs (grammars in ``pixpipe/compat/``) |
 | ``hot.py`` | transform results in memory, answered first by ``transform.HotHits`` |
 | ``metrics.py`` | ``GET /metrics`` |
 | ``static/`` | the dashboard (plain HTML/CSS/JS) |
@@ -37,7 +37,7 @@ from ..bus import bus_health
 from ..errors import Kind, PixpipeError
 from ..pipeline.runtime import Runtime
 from ..storage import BadKey
-from . import api, backfills, delivery, imgproxy, invoke, live, orders, transform, uploads
+from . import api, backfills, compat, delivery, invoke, live, orders, transform, uploads
 from .cost import router as cost_router
 from .hot import HotCache
 from .metrics import Metrics
@@ -118,7 +118,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(cost_router)
     app.include_router(orders.router)
     app.include_router(backfills.router)
-    app.include_router(imgproxy.router(rt.settings.imgproxy.prefix))
+    app.include_router(compat.router(rt.settings.imgproxy.prefix, rt.settings.thumbor.prefix))
     return app
 
 

@@ -1,0 +1,143 @@
+"""imgproxy's and thumbor's URLs served by pixpipe (PRODUCT.md §10):
+
+- ``GET {[imgproxy] prefix}/{signature}/{options}/{source}`` (``compat/imgproxy.py``); sources
+  are originals: ``local:///{key}``, or ``s3://{bucket}/{prefix}/{key}`` naming the originals
+  store; any other host is refused;
+- ``GET {[thumbor] prefix}/{hmac|unsafe}/{options}/{key}`` (``compat/thumbor.py``).
+
+Signatures are checked over the raw path as sent (both projects sign the escaped form); the
+request then becomes one of pixpipe's own transforms: the same renderer, the same result cache
+keyed by the source's version, the same limits and failure kinds (``http/transform.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+
+from ..compat import Processing, imgproxy, thumbor
+from ..pipeline.runtime import Runtime
+from ..recipe import MAX_SIDE, RecipeError, Variant
+from ..storage import BadKey, check_original_key
+from .options import negotiate
+from .transform import _RESPONSES, Target, answer, target
+
+
+def source_key(rt: Runtime, source: str) -> str:
+    """The originals key an imgproxy source URL names (403 for anything else)."""
+    store = rt.stores.originals.url.rstrip("/")
+    if source.startswith("local:///"):
+        key = source.removeprefix("local:///")
+    elif source.startswith("s3://") and source.startswith(store.replace("s3a://", "s3://") + "/"):
+        key = source[len(store) + 1 :]
+    else:
+        raise HTTPException(403, f"source {source.split('?')[0][:200]!r} is not allowed: use "
+                                 "local:///{key} or s3:// URLs of the originals store")  # fmt: skip
+    try:
+        return check_original_key(key)
+    except BadKey as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def to_variant(wanted: Processing, accept: str | None) -> Variant:
+    """Processing options → the one variant pixpipe renders (dpr applied, sides capped)."""
+    width, height = wanted.width, wanted.height
+    if width is None and height is None:
+        width = height = MAX_SIDE  # no size: the original's, never enlarged
+    dpr = wanted.dpr
+    if dpr != 1.0:
+        width, height = (None if s is None else max(1, min(MAX_SIDE, round(s * dpr)))
+                         for s in (width, height))  # fmt: skip
+    fmt = wanted.format or "original"
+    changes: dict[str, Any] = {}
+    if wanted.quality is not None:
+        changes["quality"] = wanted.quality
+    if wanted.background is not None:
+        changes["background"] = wanted.background
+    try:
+        variant = Variant(
+            name="t", width=width, height=height, fit=wanted.fit, gravity=wanted.gravity,
+            format=negotiate(accept) if fmt == "auto" else fmt, enlarge=wanted.enlarge,
+            strip=wanted.strip,
+        )  # fmt: skip
+        return replace(variant, **changes) if changes else variant
+    except RecipeError as exc:
+        raise HTTPException(400, str(exc).replace('variant "t": ', "options: ")) from None
+
+
+async def resolve_imgproxy(state: Any, raw_path: str, accept: str | None) -> Target:
+    rt: Runtime = state.rt
+    settings = rt.settings.imgproxy
+    signature, signed = imgproxy.split(raw_path)
+    pairs = settings.pairs()
+    if pairs and not imgproxy.verify(pairs, signature, signed, settings.signature_size):
+        raise HTTPException(403, "bad imgproxy signature (the key/salt pair or the path differ)")
+    try:
+        parsed = imgproxy.parse(signed, settings.presets)
+        wanted = imgproxy.processing(parsed)
+    except imgproxy.BadUrl as exc:
+        raise HTTPException(400, str(exc)) from None
+    if wanted.expires is not None and time.time() > wanted.expires:
+        raise HTTPException(403, f"this URL expired at {wanted.expires} (unix time)")
+    key = source_key(rt, parsed.source)
+    negotiated = (wanted.format or "") == "auto"
+    return await target(rt, key, to_variant(wanted, accept), negotiated=negotiated)
+
+
+async def resolve_thumbor(state: Any, raw_path: str, accept: str | None) -> Target:
+    rt: Runtime = state.rt
+    settings = rt.settings.thumbor
+    signature, signed = thumbor.split(raw_path)
+    if signature == "unsafe":
+        if not settings.allow_unsafe:
+            raise HTTPException(403, "unsafe thumbor URLs are off ([thumbor] allow_unsafe)")
+    elif settings.security_key is None or not thumbor.verify(
+        settings.security_key.get_secret_value(), signature, signed
+    ):
+        raise HTTPException(403, "bad thumbor signature (the security key or the path differ)")
+    try:
+        parsed = thumbor.parse(signed)
+        wanted = thumbor.processing(parsed)
+    except thumbor.BadUrl as exc:
+        raise HTTPException(400, str(exc)) from None
+    try:
+        key = check_original_key(parsed.image)
+    except BadKey as exc:
+        raise HTTPException(400, str(exc)) from None
+    return await target(rt, key, to_variant(wanted, accept))
+
+
+Resolve = Callable[[Any, str, str | None], Awaitable[Target]]
+
+
+def _route(routes: APIRouter, prefix: str, resolving: Resolve, summary: str) -> None:
+    @routes.get(prefix + "/{path:path}", response_class=Response, responses=_RESPONSES,
+                summary=summary)  # fmt: skip
+    async def compatible(
+        request: Request, path: str,
+        accept: Annotated[str | None, Header()] = None,
+        if_none_match: Annotated[str | None, Header()] = None,
+        range: Annotated[str | None, Header()] = None,
+    ) -> Response:  # fmt: skip
+        raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+        signed = raw[len(prefix) :] if raw.startswith(prefix + "/") else "/" + path
+        state = request.app.state
+        return await answer(state, lambda: resolving(state, signed, accept), if_none_match,
+                            range)  # fmt: skip
+
+
+def router(imgproxy_prefix: str, thumbor_prefix: str) -> APIRouter:
+    """Both routes, under their prefixes (defaults ``/imgproxy`` and ``/thumbor``)."""
+    routes = APIRouter(tags=["transforms"])
+    _route(routes, "/" + imgproxy_prefix.strip("/"), resolve_imgproxy,
+           "An imgproxy URL, signed as imgproxy signs it")  # fmt: skip
+    _route(routes, "/" + thumbor_prefix.strip("/"), resolve_thumbor,
+           "A thumbor URL, signed as thumbor signs it")  # fmt: skip
+    return routes
+
+
+__all__ = ["resolve_imgproxy", "resolve_thumbor", "router", "source_key", "to_variant"]
