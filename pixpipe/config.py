@@ -80,13 +80,16 @@ def _split_csv(value: Any) -> Any:
 class ApiModel(BaseModel):
     keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "k1,k2" from the env
     signing_secret: str | None = None
+    # Secrets signed with before (rotation): transform URLs they signed still verify; new URLs
+    # are signed with signing_secret.
+    previous_signing_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # An originals key served (404, rendered with the same options) by on-the-fly transforms
     # whose source is missing.
     transform_fallback: str | None = None
     # Server-Sent Events streams open at once (each holds a bus watch); past it, 503.
     max_event_streams: int = Field(200, ge=1)
 
-    _csv = field_validator("keys", mode="before")(_split_csv)
+    _csv = field_validator("keys", "previous_signing_secrets", mode="before")(_split_csv)
 
 
 class WebhookModel(BaseModel):

@@ -21,11 +21,13 @@ from tests.test_http_harness import API_KEY, SECRET, Live, live_pixpipe
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("http-transform")]
 KEY = "tf/photo one.jpg"
 FALLBACK = "_fallback.png"
+OLD_SECRET = "the-secret-before-rotation"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    api = {"keys": [API_KEY], "signing_secret": SECRET, "transform_fallback": FALLBACK}
+    api = {"keys": [API_KEY], "signing_secret": SECRET, "transform_fallback": FALLBACK,
+           "previous_signing_secrets": [OLD_SECRET]}  # fmt: skip
     with live_pixpipe(tmp_path_factory, api=api) as pixpipe:
         pixpipe.processed(KEY, images.jpeg(images.photo(1200, 800)))
         yield pixpipe
@@ -225,3 +227,43 @@ def test_an_original_over_the_byte_limit_is_refused_from_its_size(live: Live) ->
     invoked = live.http.post("/v1/invoke", json={"key": key, "maxDimension": 100}, headers=AUTH)
     assert invoked.status_code == 422 and invoked.json()["kind"] == "too_large"
     assert live.wait(key)["error"]["kind"] == "too_large"  # and the pipeline's worker agrees
+
+
+def test_urls_expire_inside_their_signature(live: Live) -> None:
+    """``exp:{unix time}`` is signed with the rest: moving it breaks the signature, and past
+    it the URL is a 403 that says so (in memory or not)."""
+    import time
+
+    soon = int(time.time()) + 2
+    fresh = url(f"w:120/exp:{soon}")
+    assert live.http.get(fresh).status_code == 200
+    assert live.http.get(fresh).headers["x-cache"] == "hit"  # answered from memory
+    moved = fresh.replace(f"exp:{soon}", f"exp:{soon + 3600}")
+    assert live.http.get(moved).status_code == 403
+    time.sleep(max(0.0, soon - time.time()) + 1.1)
+    expired = live.http.get(fresh)
+    assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+    past = live.http.get(url("w:120/exp:1"))
+    assert past.status_code == 403 and "exp:1" in past.json()["detail"]
+    assert live.http.get(url("w:120/exp:soon")).status_code == 400
+
+
+def test_urls_signed_with_a_previous_secret_still_verify(live: Live) -> None:
+    old = transform_path(OLD_SECRET, "w:100", KEY)
+    assert live.http.get(old).status_code == 200
+    stranger = transform_path("never-configured", "w:100", KEY)
+    assert live.http.get(stranger).status_code == 403
+
+
+def test_pixpipe_sign_adds_an_expiry(live: Live, tmp_path: Path) -> None:
+    import re
+    import time
+
+    runner = CliRunner(env={"PIXPIPE_API__SIGNING_SECRET": SECRET})
+    result = runner.invoke(cli, ["sign", "w:90", KEY, "--expires-in", "600",
+                                 "--data-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    path = result.output.strip()
+    exp = int(re.search(r"exp:(\d+)", path).group(1))  # type: ignore[union-attr]
+    assert 590 <= exp - time.time() <= 600
+    assert live.http.get(path).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -90,19 +91,26 @@ def sign(
     base: Annotated[
         str, typer.Option("--base", help="Base URL to prefix (e.g. https://img.example).")
     ] = "",
+    expires_in: Annotated[
+        int | None, typer.Option("--expires-in", help="Seconds until the URL stops working.")
+    ] = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None,
 ) -> None:  # fmt: skip
     """Print a signed on-the-fly URL: /t/{signature}/{options}/{key}.
 
     Options: w, h (pixels), fit (inside|cover|contain|fill), g (gravity: centre, north, …,
     attention, entropy), f (jpeg|webp|avif|png|gif|original|auto), q (1-100), dpr (0.5-4),
-    preset (a recipe variant). The secret is api.signing_secret, or the one `pixpipe up` made.
+    preset (a recipe variant), exp (a unix time: `--expires-in` adds it). The secret is
+    api.signing_secret, or the one `pixpipe up` made.
     """
     from ..http.options import BadOptions, parse_options
     from ..http.signing import signing_secret, transform_path
     from ..storage import BadKey, validate_key
 
     settings = settings_or_fail(config, data_dir)
+    if expires_in is not None:  # exp:… inside the signed path
+        expiry = f"exp:{int(time.time()) + expires_in}"
+        options = "/".join(p for p in (options.strip("/"), expiry) if p)
     try:
         parse_options(options)
         validate_key(key)

@@ -80,6 +80,8 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.rt = rt
     app.state.keys = api_keys(rt.settings, create=True)
     app.state.secret = signing_secret(rt.settings, create=True)
+    # Transform URLs verify with the current secret or one signed with before (rotation).
+    app.state.secrets = [app.state.secret, *rt.settings.api.previous_signing_secrets]
     app.state.metrics = Metrics()
     app.state.renders = Renders(rt.settings.limits.frozen())
     app.state.hot = HotCache()

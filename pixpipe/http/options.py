@@ -1,6 +1,7 @@
 """The on-the-fly option grammar: ``w:800/h:600/fit:cover/g:attention/f:webp/q:75/dpr:2``
-plus ``preset:NAME`` (a recipe variant), parsed once into frozen ``TransformOptions`` and
-resolved into a ``Variant`` for ``imaging.render``. Pure: no I/O.
+plus ``preset:NAME`` (a recipe variant) and ``exp:{unix time}`` (the URL's end), parsed once
+into frozen ``TransformOptions`` and resolved into a ``Variant`` for ``imaging.render``. Pure:
+no I/O.
 
 In ``/t/{signature}/{options}/{key}`` the options are the leading ``name:value`` segments with a
 known name; the key starts at the first other segment. A key whose first segment looks like an
@@ -15,11 +16,11 @@ from dataclasses import dataclass, fields, replace
 
 from ..recipe import FITS, FORMATS, GRAVITIES, MAX_SIDE, Recipe, RecipeError, Variant
 
-NAMES = ("w", "h", "fit", "g", "f", "q", "dpr", "preset")
+NAMES = ("w", "h", "fit", "g", "f", "q", "dpr", "preset", "exp")
 END = "_"
 TRANSFORM_FORMATS = (*FORMATS, "auto")
 MAX_DPR = 4.0
-_OPTION = re.compile(r"^(w|h|fit|g|f|q|dpr|preset):(.*)$", re.DOTALL)
+_OPTION = re.compile(r"^(w|h|fit|g|f|q|dpr|preset|exp):(.*)$", re.DOTALL)
 _INT = re.compile(r"^[0-9]{1,6}$")
 _DPR = re.compile(r"^[0-9](\.[0-9]{1,2})?$")
 _PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -40,6 +41,7 @@ class TransformOptions:
     quality: int | None = None
     dpr: float | None = None
     preset: str | None = None
+    expires: int | None = None  # unix time; the signature covers it
 
     def path(self) -> str:
         """The canonical option segments (``w:800/h:600/…``), empty when there are none."""
@@ -80,6 +82,10 @@ def _value(name: str, value: str) -> object:
         if not _DPR.match(value) or not 0.5 <= float(value) <= MAX_DPR:
             raise _bad(name, f"a number from 0.5 to {MAX_DPR:g} (like 2 or 1.5)", value)
         return float(value)
+    if name == "exp":
+        if not re.fullmatch(r"[0-9]{1,12}", value):
+            raise _bad(name, "a unix time in seconds", value)
+        return int(value)
     if name == "fit":
         return _word(name, value, FITS)
     if name == "g":

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -68,9 +69,10 @@ class Target:
 
 
 async def resolve(state: Any, signature: str, path: str, accept: str | None) -> Target:
-    """Check the signature (403), options and key (400), find the source (404) and its format."""
+    """Check the signature against the current and previous secrets (403), options and key
+    (400), the URL's ``exp`` (403), find the source (404) and its format."""
     rt: Runtime = state.rt
-    if not verify_path(state.secret, signature, f"/{path}"):
+    if not any(verify_path(secret, signature, f"/{path}") for secret in state.secrets):
         raise HTTPException(403, "bad signature (make transform URLs with `pixpipe sign`)")
     try:
         options, key = parse_path(path)
@@ -78,6 +80,9 @@ async def resolve(state: Any, signature: str, path: str, accept: str | None) -> 
         variant = to_variant(options, rt.recipe, accept)
     except BadOptions as exc:
         raise HTTPException(400, str(exc)) from None
+    if options.expires is not None and time.time() > options.expires:
+        when = datetime.fromtimestamp(options.expires, UTC).isoformat()
+        raise HTTPException(403, f"this URL expired at {when} (exp:{options.expires})")
     return await target(rt, key, variant, negotiated=options.format == "auto")
 
 
