@@ -27,6 +27,11 @@ _COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SIZE = re.compile(r"^(\d*)x(\d*)$")
 MAX_SIDE = 16383  # the largest side JPEG and WebP can encode
+FLIPS = ("", "h", "v", "hv")
+# The effects and their defaults (a variant at these values is as it was before they existed).
+EFFECTS: dict[str, Any] = {
+    "focus": None, "flip": "", "blur": 0.0, "sharpen": 0.0, "padding": (0, 0, 0, 0),
+}  # fmt: skip
 
 
 class RecipeError(ValueError):
@@ -72,6 +77,13 @@ class Variant:
     enlarge: bool = False
     background: tuple[int, int, int] = (255, 255, 255)
     lossless: bool = False
+    # Effects, applied after the variant is shaped (see EFFECTS): left out of the fingerprint
+    # at their defaults, so a variant without them keeps its version.
+    focus: tuple[float, float] | None = None  # focal point (0-1 of width, height) for cover
+    flip: str = ""  # "h", "v" or "hv"
+    blur: float = 0.0  # Gaussian sigma, output pixels
+    sharpen: float = 0.0  # sigma of libvips' sharpen
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, right, bottom, left, in background
 
     def __post_init__(self) -> None:
         def bad(what: str) -> RecipeError:
@@ -106,6 +118,29 @@ class Variant:
             object.__setattr__(self, "background", parse_colour(self.background))
         except ValueError as exc:
             raise bad(f"background {exc}") from None
+        self._check_effects(bad)
+
+    def _check_effects(self, bad: Any) -> None:
+        if self.focus is not None:
+            focus = tuple(self.focus)
+            if len(focus) != 2 or not all(
+                isinstance(c, int | float) and 0 <= c <= 1 for c in focus
+            ):
+                raise bad(f"focus must be [x, y], each from 0 to 1 (got {self.focus!r})")
+            object.__setattr__(self, "focus", (float(focus[0]), float(focus[1])))
+        if self.flip not in FLIPS:
+            raise bad(f"flip must be one of {', '.join(map(repr, FLIPS))} (got {self.flip!r})")
+        for name in ("blur", "sharpen"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not 0 <= value <= 100:
+                raise bad(f"{name} must be a sigma from 0 to 100 (got {value!r})")
+        padding = tuple(self.padding)
+        if len(padding) != 4 or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= MAX_SIDE for p in padding
+        ):
+            raise bad(f"padding must be [top, right, bottom, left], pixels (got {self.padding!r})")
+        object.__setattr__(self, "padding", padding)
 
     def extension(self, source_format: str = "jpeg") -> str:
         """The file extension of this variant's output for an input of ``source_format``."""
@@ -124,8 +159,13 @@ class Variant:
     @property
     def fingerprint(self) -> str:
         """What this variant's pixels depend on: a changed spec makes its old files stale."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        text = json.dumps(self.settings(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def settings(self) -> dict[str, Any]:
+        """Every field that shapes the pixels, effects only where they are not at their
+        defaults (so fingerprints and recipe ids stay what they were before effects existed)."""
+        return {k: v for k, v in asdict(self).items() if k not in EFFECTS or v != EFFECTS[k]}
 
     def version(self, etag: str | None) -> str:
         """The version of this variant made from the original with ``etag``: it changes when
@@ -264,13 +304,15 @@ DEFAULT_RECIPE = Recipe.parse(
 def recipe_id(recipe: Recipe) -> str:
     """A short fingerprint of the recipe, stored with each result: a changed recipe makes old
     results stale (workers, Lambda and backfills all compare it)."""
-    text = json.dumps([asdict(v) for v in recipe], sort_keys=True)
+    text = json.dumps([v.settings() for v in recipe], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 __all__ = [
     "DEFAULT_RECIPE",
+    "EFFECTS",
     "EXTENSIONS",
     "FITS",
+    "FLIPS",
     "FORMATS",
     "GRAVITIES",
     "MAX_SIDE",

@@ -148,6 +148,9 @@ def signed(path: str) -> str:
      ".png",
      "image/png", (240, 160)),
     (f"/rs:fill:100:100/dpr:2/g:sm/plain/local:///{PHOTO}", "image/jpeg", (200, 200)),
+    (f"/rs:fit:200:200/pd:10:20/fl:1:0/bl:1/plain/local:///{PHOTO}@png", "image/png",
+     (240, 153)),  # CSS-like padding: 10 top and bottom, 20 left and right
+    (f"/rs:fill:100:100/g:fp:0.9:0.5/sh:1/plain/local:///{PHOTO}", "image/jpeg", (100, 100)),
 ])  # fmt: skip
 def test_signed_urls_render_through_pixpipe(
     live: Live, path: str, media: str, size: tuple[int, int]
@@ -173,7 +176,7 @@ def test_refusals_say_why(live: Live) -> None:
     assert expired.status_code == 403 and "expired" in expired.json()["detail"]
     missing = live.http.get(signed("/w:100/plain/local:///ip/none.jpg"))
     assert missing.status_code == 404
-    later = live.http.get(signed(f"/rot:90/plain/local:///{PHOTO}"))
+    later = live.http.get(signed(f"/rot:90/plain/local:///{PHOTO}"))  # not rendered yet
     assert later.status_code == 400 and "not supported by pixpipe yet" in later.json()["detail"]
 
 

@@ -50,7 +50,8 @@ IMG = "84996242f65a4d864aceb125e1c4c5ba"  # libthumbor's test image path (its UR
     (f"fit-in/200x300/{IMG}", {"fit": "fit-in"}),                          # fit_in_url
     (f"adaptive-fit-in/200x300/{IMG}", {"refused": ("adaptive-fit-in",)}),
     (f"full-fit-in/200x300/{IMG}", {"refused": ("full-fit-in",)}),
-    (f"-200x-300/{IMG}", {"flip": True, "width": 200, "height": 300}),     # flip_flop2
+    (f"-200x-300/{IMG}", {"flip": "hv", "width": 200, "height": 300}),    # flip_flop2
+    (f"-0x0/{IMG}", {"flip": "h", "width": None}),                         # flip_1
     (f"left/{IMG}", {"halign": "left"}),                                   # horizontal_alignment
     (f"top/{IMG}", {"valign": "top"}),                                     # vertical_alignment
     (f"left/top/{IMG}", {"halign": "left", "valign": "top"}),              # both_alignments
@@ -69,7 +70,8 @@ def test_libthumbors_composed_paths_parse_back(path: str, parts: dict[str, objec
 
 @pytest.mark.parametrize(("path", "message"), [
     (f"300x200/filters:zoom(2)/{IMG}", "unknown thumbor filter 'zoom'"),
-    (f"300x200/filters:blur(5)/{IMG}", "blur: not supported by pixpipe yet"),
+    (f"300x200/filters:rotate(90)/{IMG}", "rotate: not supported by pixpipe yet"),
+    (f"300x200/filters:blur(500)/{IMG}", "0 to 100"),
     (f"300x200/filters:quality(500)/{IMG}", "1 to 100"),
     (f"300x200/filters:fill(chartreuse-ish)/{IMG}", "colour"),
 ])  # fmt: skip
@@ -112,6 +114,7 @@ def signed(path: str) -> str:
     (f"300x300/smart/filters:format(webp):quality(70)/{PHOTO}", "image/webp", (300, 300)),
     (f"2400x0/{PHOTO}", "image/jpeg", (2400, 1600)),  # thumbor enlarges…
     (f"2400x0/filters:no_upscale()/{PHOTO}", "image/jpeg", (1200, 800)),  # … unless told not to
+    (f"-300x200/filters:blur(2):sharpen(1,1,true):format(png)/{PHOTO}", "image/png", (300, 200)),
 ])  # fmt: skip
 def test_signed_urls_render_through_pixpipe(
     live: Live, path: str, media: str, size: tuple[int, int]
@@ -130,6 +133,14 @@ def test_refusals_say_why(live: Live) -> None:
     assert unsafe.status_code == 403 and "allow_unsafe" in unsafe.json()["detail"]
     unknown = live.http.get(signed(f"300x200/filters:zoom(2)/{PHOTO}"))
     assert unknown.status_code == 400 and "zoom" in unknown.json()["detail"]
-    later = live.http.get(signed(f"-300x200/{PHOTO}"))
-    assert later.status_code == 400 and "flip" in later.json()["detail"]
+    later = live.http.get(signed(f"300x200/filters:grayscale()/{PHOTO}"))
+    assert later.status_code == 400 and "grayscale" in later.json()["detail"]
     assert live.http.get(signed("300x200/th/none.jpg")).status_code == 404
+
+
+def test_a_negative_width_mirrors_as_thumbor_does(live: Live) -> None:
+    plain = images.decoded(live.http.get(signed(f"300x200/filters:format(png)/{PHOTO}")).content)
+    mirrored = images.decoded(
+        live.http.get(signed(f"-300x200/filters:format(png)/{PHOTO}")).content
+    )
+    assert (mirrored - plain.fliphor()).abs().max() == 0

@@ -267,3 +267,17 @@ def test_pixpipe_sign_adds_an_expiry(live: Live, tmp_path: Path) -> None:
     exp = int(re.search(r"exp:(\d+)", path).group(1))  # type: ignore[union-attr]
     assert 590 <= exp - time.time() <= 600
     assert live.http.get(path).status_code == 200
+
+
+def test_effects_in_the_transform_grammar(live: Live) -> None:
+    plain = images.decoded(live.http.get(url("w:200/f:png")).content)
+    padded = images.decoded(live.http.get(url("w:200/f:png/pad:10,20,10,20")).content)
+    assert (padded.width, padded.height) == (plain.width + 40, plain.height + 20)
+    flipped = images.decoded(live.http.get(url("w:200/f:png/flip:h")).content)
+    assert (flipped - plain.fliphor()).abs().max() == 0
+    assert (flipped - plain).abs().avg() > 5
+    blurred = images.decoded(live.http.get(url("w:200/f:png/blur:3")).content)
+    assert (blurred - plain).abs().avg() > 0
+    focused = live.http.get(url("w:100/h:100/fit:cover/fp:1,0.5/f:png"))
+    assert focused.status_code == 200
+    assert live.http.get(url("w:100/flip:sideways")).status_code == 400

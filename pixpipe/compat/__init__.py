@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..recipe import parse_colour
+
 
 @dataclass(frozen=True, slots=True)
 class Processing:
@@ -24,15 +26,18 @@ class Processing:
     dpr: float = 1.0
     strip: bool = True
     expires: int | None = None  # unix time
+    focus: tuple[float, float] | None = None
+    flip: str = ""
+    blur: float = 0.0
+    sharpen: float = 0.0
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 def hex_colour(text: str) -> tuple[int, int, int] | None:
-    """``RRGGBB`` or ``RGB`` → the colour; ``None`` when it is not hex."""
-    word = text.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{6}|[0-9a-f]{3}", word):
+    """``RRGGBB`` or ``RGB`` → the colour (the recipe's own reading); ``None`` if not hex."""
+    if not re.fullmatch(r"[0-9a-fA-F]{6}|[0-9a-fA-F]{3}", text.strip()):
         return None
-    full = word if len(word) == 6 else "".join(c * 2 for c in word)
-    return (int(full[0:2], 16), int(full[2:4], 16), int(full[4:6], 16))
+    return parse_colour(text)
 
 
 __all__ = ["Processing", "hex_colour"]

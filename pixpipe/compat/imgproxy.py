@@ -202,7 +202,7 @@ _COMPASS = {
 }  # fmt: skip
 # Parsed, checked, and not rendered yet: refused with a clear message (never ignored, which
 # would answer another image than the one asked for).
-NOT_YET = ("crop", "trim", "padding", "rotate", "flip", "blur", "sharpen", "watermark")
+NOT_YET = ("crop", "trim", "rotate", "watermark")
 
 
 def processing(parsed: Parsed) -> Processing:
@@ -241,8 +241,13 @@ def processing(parsed: Parsed) -> Processing:
         extend = boolean(extend_args[0]) if extend_args else False
         if len(extend_args) > 1 and extend_args[1] not in ("", "ce"):
             raise BadUrl("imgproxy option extend: a gravity other than ce is not supported yet")
-    gravity = "centre"
-    if "gravity" in o:
+    gravity, focus = "centre", None
+    if "gravity" in o and o["gravity"][0] == "fp":  # g:fp:x:y, fractions of the image
+        g = o["gravity"]
+        if len(g) != 3:
+            raise BadUrl("imgproxy option gravity:fp needs x and y (fractions, 0 to 1)")
+        focus = (number("gravity", g[1], 0, 1), number("gravity", g[2], 0, 1))
+    elif "gravity" in o:
         g = o["gravity"]
         if g[0] not in _COMPASS:
             raise BadUrl(f"imgproxy option gravity: {g[0]!r} is not supported "
@@ -258,13 +263,33 @@ def processing(parsed: Parsed) -> Processing:
     background = colour("background", o["background"]) if "background" in o else None
     strip = boolean(o["strip_metadata"][0]) if "strip_metadata" in o else True
     expires = integer("expires", o["expires"][0], 0, 2**40) if "expires" in o else None
+    flip = ""
+    if "flip" in o:  # fl:horizontal:vertical
+        args = [*o["flip"], "", ""]
+        flip = ("h" if boolean(args[0]) else "") + ("v" if boolean(args[1]) else "")
+    blur = number("blur", o["blur"][0], 0, 100) if "blur" in o else 0.0
+    sharpen = number("sharpen", o["sharpen"][0], 0, 100) if "sharpen" in o else 0.0
+    padding = _padding(o["padding"]) if "padding" in o else (0, 0, 0, 0)
     fit = "contain" if extend and width and height else _FITS[kind]
     if fit != "inside" and not (width and height):
         fit = "inside"  # one side given: imgproxy keeps the aspect ratio whatever the type
     return Processing(
         width or None, height or None, fit, gravity, enlarge,
         FORMATS[fmt.lower()] if fmt else None, quality or None, background, dpr, strip, expires,
+        focus, flip, blur, sharpen, padding,
     )  # fmt: skip
+
+
+def _padding(args: Sequence[str]) -> tuple[int, int, int, int]:
+    """``pd:top[:right[:bottom[:left]]]``, the CSS way: missing sides repeat the given ones."""
+    sides = [integer("padding", a or "0", 0, 4096) for a in args[:4]]
+    if not sides:
+        return (0, 0, 0, 0)
+    top = sides[0]
+    right = sides[1] if len(sides) > 1 else top
+    bottom = sides[2] if len(sides) > 2 else top
+    left = sides[3] if len(sides) > 3 else right
+    return (top, right, bottom, left)
 
 
 __all__ = [

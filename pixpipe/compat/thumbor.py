@@ -55,8 +55,8 @@ _COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0),
             "green": (0, 128, 0), "blue": (0, 0, 255)}  # fmt: skip
 # Parsed, checked, and not rendered yet: refused with a clear message, never ignored.
 NOT_YET = ("meta", "trim", "crop", "adaptive-fit-in", "full-fit-in", "adaptive-full-fit-in",
-           "flip", "blur", "sharpen", "brightness", "contrast", "grayscale", "rotate", "focal",
-           "watermark", "max_bytes")  # fmt: skip
+           "brightness", "contrast", "grayscale", "rotate", "focal", "watermark",
+           "max_bytes")  # fmt: skip
 
 
 class BadUrl(ValueError):
@@ -81,7 +81,7 @@ class Parsed:
     width: int | None = None  # 0 or absent: keep the aspect ratio; None also for "orig"
     height: int | None = None
     fit: str | None = None  # fit-in, adaptive-fit-in, …
-    flip: bool = False
+    flip: str = ""  # "h" for -W, "v" for -H
     halign: str = "center"
     valign: str = "middle"
     smart: bool = False
@@ -112,8 +112,6 @@ def parse(path: str) -> Parsed:
     refused = [name for name in ("meta", "trim", "crop") if m[name]]
     if m["fit"] and m["fit"] != "fit-in":
         refused.append(m["fit"])
-    if m["hflip"] or m["vflip"]:
-        refused.append("flip")
     filters: dict[str, str] = {}
     if m["filters"]:
         text = m["filters"]
@@ -127,9 +125,10 @@ def parse(path: str) -> Parsed:
             filters[name] = args
             if name in NOT_YET:
                 refused.append(name)
+    flip = ("h" if m["hflip"] else "") + ("v" if m["vflip"] else "")
     return Parsed(
         image=unquote(m["image"]), width=_side(m["width"]), height=_side(m["height"]),
-        fit=m["fit"], flip=bool(m["hflip"] or m["vflip"]), halign=m["halign"] or "center",
+        fit=m["fit"], flip=flip, halign=m["halign"] or "center",
         valign=m["valign"] or "middle", smart=bool(m["smart"]), filters=filters,
         refused=tuple(refused),
     )  # fmt: skip
@@ -172,8 +171,25 @@ def processing(parsed: Parsed) -> Processing:
         gravity = "attention" if parsed.smart else _GRAVITY[(parsed.halign, parsed.valign)]
     return Processing(
         parsed.width, parsed.height, fit, gravity, "no_upscale" not in f, fmt, quality,
-        background,
+        background, flip=parsed.flip, blur=_sigma(f, "blur", 0), sharpen=_sigma(f, "sharpen", 1),
     )  # fmt: skip
+
+
+def _sigma(filters: dict[str, str], name: str, which: int) -> float:
+    """``blur(radius[, sigma])`` → sigma (the radius when none is given); ``sharpen(amount,
+    radius, luminance_only)`` → its radius as libvips' sigma. 0: not asked for."""
+    if name not in filters:
+        return 0.0
+    args = [a.strip() for a in filters[name].split(",")]
+    if name == "blur" and len(args) > 1 and args[1]:
+        which = 1
+    try:
+        value = float(args[which] if which < len(args) else args[0])
+    except ValueError:
+        raise BadUrl(f"thumbor filter {name}({filters[name]}): numbers, please") from None
+    if not 0 <= value <= 100:
+        raise BadUrl(f"thumbor filter {name}({filters[name]}): 0 to 100")
+    return value
 
 
 __all__ = [

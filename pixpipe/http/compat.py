@@ -58,6 +58,8 @@ def to_variant(wanted: Processing, accept: str | None) -> Variant:
         changes["quality"] = wanted.quality
     if wanted.background is not None:
         changes["background"] = wanted.background
+    for effect in ("focus", "flip", "blur", "sharpen", "padding"):
+        changes[effect] = getattr(wanted, effect)
     try:
         variant = Variant(
             name="t", width=width, height=height, fit=wanted.fit, gravity=wanted.gravity,

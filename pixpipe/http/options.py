@@ -16,11 +16,14 @@ from dataclasses import dataclass, fields, replace
 
 from ..recipe import FITS, FORMATS, GRAVITIES, MAX_SIDE, Recipe, RecipeError, Variant
 
-NAMES = ("w", "h", "fit", "g", "f", "q", "dpr", "preset", "exp")
+NAMES = ("w", "h", "fit", "g", "f", "q", "dpr", "preset", "exp", "fp", "flip", "blur", "sharpen",
+         "pad")  # fmt: skip
 END = "_"
 TRANSFORM_FORMATS = (*FORMATS, "auto")
 MAX_DPR = 4.0
-_OPTION = re.compile(r"^(w|h|fit|g|f|q|dpr|preset|exp):(.*)$", re.DOTALL)
+_OPTION = re.compile(r"^(w|h|fit|g|f|q|dpr|preset|exp|fp|flip|blur|sharpen|pad):(.*)$", re.DOTALL)
+_SIGMA = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,2})?$")
+_FRACTION = re.compile(r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$")
 _INT = re.compile(r"^[0-9]{1,6}$")
 _DPR = re.compile(r"^[0-9](\.[0-9]{1,2})?$")
 _PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -42,6 +45,11 @@ class TransformOptions:
     dpr: float | None = None
     preset: str | None = None
     expires: int | None = None  # unix time; the signature covers it
+    focus: tuple[float, float] | None = None  # fp:0.3,0.6 (a cover crop's focal point)
+    flip: str | None = None  # flip:h, flip:v, flip:hv
+    blur: float | None = None  # blur:2 (sigma)
+    sharpen: float | None = None  # sharpen:1.5 (sigma)
+    padding: tuple[int, int, int, int] | None = None  # pad:10 or pad:top,right,bottom,left
 
     def path(self) -> str:
         """The canonical option segments (``w:800/h:600/…``), empty when there are none."""
@@ -49,9 +57,16 @@ class TransformOptions:
         for name, attr in zip(NAMES, (f.name for f in fields(self)), strict=True):
             value = getattr(self, attr)
             if value is not None:
-                text = f"{value:g}" if isinstance(value, float) else str(value)
-                parts.append(f"{name}:{text}")
+                parts.append(f"{name}:{_text(value)}")
         return "/".join(parts)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(_text(v) for v in value)
+    return str(value)
 
 
 _ATTRS = dict(zip(NAMES, (f.name for f in fields(TransformOptions)), strict=True))
@@ -82,6 +97,26 @@ def _value(name: str, value: str) -> object:
         if not _DPR.match(value) or not 0.5 <= float(value) <= MAX_DPR:
             raise _bad(name, f"a number from 0.5 to {MAX_DPR:g} (like 2 or 1.5)", value)
         return float(value)
+    if name == "fp":
+        parts = value.split(",")
+        if len(parts) != 2 or not all(_FRACTION.match(p) for p in parts):
+            raise _bad(name, "x,y (fractions of the width and height, like 0.3,0.6)", value)
+        return (float(parts[0]), float(parts[1]))
+    if name == "flip":
+        if value not in ("h", "v", "hv"):
+            raise _bad(name, "h, v or hv", value)
+        return value
+    if name in ("blur", "sharpen"):
+        if not _SIGMA.match(value) or not 0 < float(value) <= 100:
+            raise _bad(name, "a sigma above 0, up to 100 (like 2 or 0.5)", value)
+        return float(value)
+    if name == "pad":
+        sides = value.split(",")
+        if len(sides) not in (1, 4) or not all(_INT.match(p) and int(p) <= 4096 for p in sides):
+            raise _bad(name, "pixels up to 4096: one for every side, or top,right,bottom,left",
+                       value)  # fmt: skip
+        numbers = tuple(int(p) for p in sides)
+        return numbers * 4 if len(numbers) == 1 else numbers
     if name == "exp":
         if not re.fullmatch(r"[0-9]{1,12}", value):
             raise _bad(name, "a unix time in seconds", value)
@@ -170,7 +205,8 @@ def to_variant(options: TransformOptions, recipe: Recipe, accept: str | None = N
             changes = {"width": None, "height": None}  # only the sides asked for
         elif options.fit not in (None, "inside"):
             raise BadOptions(f"option fit:{options.fit} needs w and h")
-    for attr in ("width", "height", "fit", "gravity", "quality"):
+    for attr in ("width", "height", "fit", "gravity", "quality", "focus", "flip", "blur",
+                 "sharpen", "padding"):  # fmt: skip
         if getattr(options, attr) is not None:
             changes[attr] = getattr(options, attr)
     if options.format is not None:

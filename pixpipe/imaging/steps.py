@@ -1,7 +1,9 @@
 """The pixel steps, each a pure ``(image, params) → image`` helper (imgproxy's shape).
 
-Order, per variant: resize → crop (cover) → flatten (no alpha in the output) → embed (contain).
-Colour and orientation are settled once, at decode (see ``decode.py``).
+Order, per variant: resize → crop (cover; at a compass anchor, where libvips finds interest, or
+around a focal point) or embed (contain) → the effects (flip, blur, sharpen, padding) →
+flatten (no alpha in the output). Colour and orientation are settled once, at decode
+(see ``decode.py``).
 """
 
 from __future__ import annotations
@@ -33,11 +35,20 @@ def resize(image: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
     return image.thumbnail_image(size[0], height=size[1], size="force")
 
 
-def crop(image: pyvips.Image, size: tuple[int, int], gravity: str) -> pyvips.Image:
-    """Cut ``size`` out of ``image``: at a compass anchor, or where libvips finds interest."""
+def crop(
+    image: pyvips.Image, size: tuple[int, int], gravity: str,
+    focus: tuple[float, float] | None = None,
+) -> pyvips.Image:  # fmt: skip
+    """Cut ``size`` out of ``image``: centred on a focal point (fractions of the width and
+    height) as far as the edges allow, else at a compass anchor or where libvips finds
+    interest."""
     width, height = size
     if (image.width, image.height) == size:
         return image
+    if focus is not None:
+        left = min(max(round(focus[0] * image.width - width / 2), 0), image.width - width)
+        top = min(max(round(focus[1] * image.height - height / 2), 0), image.height - height)
+        return image.crop(left, top, width, height)
     if gravity in _SMART:
         return image.smartcrop(width, height, interesting=gravity)
     ax, ay = _ANCHORS[gravity]
@@ -65,14 +76,36 @@ def embed(
 
 
 def shape(image: pyvips.Image, geometry: Geometry, variant: Variant) -> pyvips.Image:
-    """Resize and crop or pad one frame into ``variant``'s final geometry."""
+    """Resize and crop or pad one frame into ``variant``'s final geometry, then its effects."""
     image = resize(image, geometry.resize)
     if variant.fit == "contain":
-        return embed(image, geometry.final, variant.background)
-    return crop(image, geometry.final, variant.gravity)
+        image = embed(image, geometry.final, variant.background)
+    else:
+        image = crop(image, geometry.final, variant.gravity, variant.focus)
+    return effects(image, variant)
+
+
+def effects(image: pyvips.Image, variant: Variant) -> pyvips.Image:
+    """The variant's effects on its shaped image: flip, blur, sharpen, then padding (in the
+    background colour, opaque, which makes the output that much larger)."""
+    if "h" in variant.flip:
+        image = image.fliphor()
+    if "v" in variant.flip:
+        image = image.flipver()
+    if variant.blur > 0:
+        image = image.gaussblur(variant.blur)
+    if variant.sharpen > 0:  # sharp's slopes: libvips' own default leaves soft edges alone
+        image = image.sharpen(sigma=variant.sharpen, m1=1.0, m2=2.0)
+    top, right, bottom, left = variant.padding
+    if top or right or bottom or left:
+        colour = [*variant.background, 255] if image.hasalpha() else list(variant.background)
+        image = image.embed(left, top, image.width + left + right, image.height + top + bottom,
+                            extend="background", background=colour)  # fmt: skip
+    return image
 
 __all__ = [
     "crop",
+    "effects",
     "embed",
     "flatten",
     "resize",
