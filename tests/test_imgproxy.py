@@ -4,11 +4,14 @@ vectors (cited per table), then real renders through the route."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pixpipe.compat import imgproxy
 from tests import images
@@ -194,3 +197,18 @@ def test_imgproxys_own_environment_is_honoured_and_pairs_are_checked(
         ImgproxyModel(keys=["aa", "bb"], salts=["cc"])
     with pytest.raises(ValidationError, match="hex"):
         ImgproxyModel(key="not hex", salt="aa")
+
+
+def test_any_path_is_an_answer_never_a_crash(live: Live) -> None:
+    for path in ("/imgproxy/0", "/imgproxy/%C3%97", "/thumbor/x", "/thumbor/unsafe"):
+        assert live.http.get(path).status_code in (400, 403), path
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_the_parsers_refuse_with_their_error_only(text: str) -> None:
+    from pixpipe.compat import thumbor
+
+    for parser, error in ((imgproxy, imgproxy.BadUrl), (thumbor, thumbor.BadUrl)):
+        with contextlib.suppress(error):  # anything else fails the test
+            parser.processing(parser.parse(parser.split("/" + text)[1]))  # type: ignore[attr-defined]

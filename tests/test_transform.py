@@ -281,3 +281,39 @@ def test_effects_in_the_transform_grammar(live: Live) -> None:
     focused = live.http.get(url("w:100/h:100/fit:cover/fp:1,0.5/f:png"))
     assert focused.status_code == 200
     assert live.http.get(url("w:100/flip:sideways")).status_code == 400
+
+
+def test_client_hints_choose_the_size_where_the_url_says_auto(live: Live) -> None:
+    hinted = live.http.get(url("w:auto/f:png"), headers={"Sec-CH-Width": "333"})
+    assert hinted.status_code == 200
+    assert images.decoded(hinted.content).width == 333
+    assert "Sec-CH-Width" in hinted.headers["vary"]
+    assert "Sec-CH-DPR" in hinted.headers["accept-ch"]
+    doubled = live.http.get(url("w:100/dpr:auto/f:png"), headers={"Sec-CH-DPR": "2"})
+    assert images.decoded(doubled.content).width == 200
+    unhinted = live.http.get(url("w:100/dpr:auto/f:png"))
+    assert images.decoded(unhinted.content).width == 100
+    plain = live.http.get(url("w:100/f:png"))
+    assert "vary" not in plain.headers  # a fixed URL does not depend on the hints
+
+
+def test_srcset_from_the_recipes_variants_and_from_transform_widths(live: Live) -> None:
+    got = live.http.get(f"/v1/images/{KEY}/srcset", params={"sizes": "50vw"}).json()
+    entries = [e.rsplit(" ", 1) for e in got["srcset"].split(", ")]
+    widths = [int(w.removesuffix("w")) for _, w in entries]
+    assert widths == sorted(widths) and len(widths) >= 2 and got["sizes"] == "50vw"
+    for link, width in zip((u for u, _ in entries), widths, strict=True):
+        assert "?v=" in link  # the versioned, immutable URLs
+        served = live.http.get(link.removeprefix(live.url))
+        assert images.decoded(served.content).width == width
+    assert got["src"] in got["srcset"]
+    made = live.http.get(f"/v1/images/{KEY}/srcset",
+                         params={"widths": "640,320", "options": "f:webp"}).json()  # fmt: skip
+    links = [e.rsplit(" ", 1) for e in made["srcset"].split(", ")]
+    assert [w for _, w in links] == ["320w", "640w"]
+    for link, width in links:
+        served = live.http.get(link.removeprefix(live.url))
+        assert served.headers["content-type"] == "image/webp"
+        assert images.decoded(served.content).width == int(width.removesuffix("w"))
+    assert live.http.get(f"/v1/images/{KEY}/srcset", params={"widths": "a,b"}).status_code == 400
+    assert live.http.get("/v1/images/tf/none.jpg/srcset").status_code == 404

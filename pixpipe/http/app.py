@@ -11,6 +11,7 @@ event subscriptions and stops the transform render processes.
 | ``bodies.py`` | upload bodies as streams under the byte limit (raw, chunked, multipart) |
 | ``api.py`` | ``GET /v1/images[/{key}]``, failures and retry, ``POST /v1/events/s3`` |
 | ``live.py`` | ``GET /v1/images/{key}/events``, ``GET /v1/events`` (SSE) |
+| ``responsive.py`` | ``GET /v1/images/{key}/srcset`` |
 | ``invoke.py`` | ``POST /v1/invoke`` |
 | ``orders.py`` | ``POST /v1/batches``, ``GET /v1/batches/{id}`` |
 | ``backfills.py`` | ``POST /v1/reprocess``, ``GET /v1/reprocess/{run}`` |
@@ -37,7 +38,18 @@ from ..bus import bus_health
 from ..errors import Kind, PixpipeError
 from ..pipeline.runtime import Runtime
 from ..storage import BadKey
-from . import api, backfills, compat, delivery, invoke, live, orders, transform, uploads
+from . import (
+    api,
+    backfills,
+    compat,
+    delivery,
+    invoke,
+    live,
+    orders,
+    responsive,
+    transform,
+    uploads,
+)
 from .cost import router as cost_router
 from .hot import HotCache
 from .metrics import Metrics
@@ -112,8 +124,9 @@ def create_app(rt: Runtime) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    # live before api: /v1/images/{key}/events must not be read as the key "…/events".
-    for module in (live, api, uploads, invoke, delivery, transform):
+    # live and responsive before api: /v1/images/{key}/events (…/srcset) must not be read as
+    # the key "…/events".
+    for module in (live, responsive, api, uploads, invoke, delivery, transform):
         app.include_router(module.router)
     app.include_router(metrics_router)
     app.add_middleware(transform.HotHits)

@@ -74,7 +74,10 @@ def to_variant(wanted: Processing, accept: str | None) -> Variant:
 async def resolve_imgproxy(state: Any, raw_path: str, accept: str | None) -> Target:
     rt: Runtime = state.rt
     settings = rt.settings.imgproxy
-    signature, signed = imgproxy.split(raw_path)
+    try:
+        signature, signed = imgproxy.split(raw_path)
+    except imgproxy.BadUrl as exc:
+        raise HTTPException(400, str(exc)) from None
     pairs = settings.pairs()
     if pairs and not imgproxy.verify(pairs, signature, signed, settings.signature_size):
         raise HTTPException(403, "bad imgproxy signature (the key/salt pair or the path differ)")
@@ -86,14 +89,17 @@ async def resolve_imgproxy(state: Any, raw_path: str, accept: str | None) -> Tar
     if wanted.expires is not None and time.time() > wanted.expires:
         raise HTTPException(403, f"this URL expired at {wanted.expires} (unix time)")
     key = source_key(rt, parsed.source)
-    negotiated = (wanted.format or "") == "auto"
-    return await target(rt, key, to_variant(wanted, accept), negotiated=negotiated)
+    vary = ["Accept"] if wanted.format == "auto" else []
+    return await target(rt, key, to_variant(wanted, accept), vary)
 
 
 async def resolve_thumbor(state: Any, raw_path: str, accept: str | None) -> Target:
     rt: Runtime = state.rt
     settings = rt.settings.thumbor
-    signature, signed = thumbor.split(raw_path)
+    try:
+        signature, signed = thumbor.split(raw_path)
+    except thumbor.BadUrl as exc:
+        raise HTTPException(400, str(exc)) from None
     if signature == "unsafe":
         if not settings.allow_unsafe:
             raise HTTPException(403, "unsafe thumbor URLs are off ([thumbor] allow_unsafe)")

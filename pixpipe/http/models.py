@@ -123,6 +123,20 @@ class Accepted(BaseModel):
     accepted: list[str]
 
 
+class Srcset(BaseModel):
+    """What an ``<img>`` needs to pick its own size: ``<img src srcset sizes>``."""
+
+    model_config = _examples({
+        "src": f"{BASE}/images/l/users/42/IMG%200001.jpg?v=5d41402abc4b",
+        "srcset": f"{BASE}/images/s/users/42/IMG%200001.jpg?v=7d793037a076 400w, "
+                  f"{BASE}/images/m/users/42/IMG%200001.jpg?v=2aae6c35c94f 800w",
+        "sizes": "100vw",
+    })  # fmt: skip
+    src: str
+    srcset: str
+    sizes: str
+
+
 class Problem(BaseModel):
     """Every error: a message saying what was wrong, and a failure kind where one applies."""
 
@@ -134,5 +148,5 @@ class Problem(BaseModel):
 
 __all__ = [
     "Accepted", "Failure", "ImageState", "InvokeRequest", "InvokeResult", "PresignedUpload",
-    "Problem", "Retrying", "UploadRequest", "Uploaded",
+    "Problem", "Retrying", "Srcset", "UploadRequest", "Uploaded",
 ]  # fmt: skip

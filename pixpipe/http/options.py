@@ -11,7 +11,9 @@ adds it when needed).
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from ..recipe import FITS, FORMATS, GRAVITIES, MAX_SIDE, Recipe, RecipeError, Variant
@@ -50,13 +52,18 @@ class TransformOptions:
     blur: float | None = None  # blur:2 (sigma)
     sharpen: float | None = None  # sharpen:1.5 (sigma)
     padding: tuple[int, int, int, int] | None = None  # pad:10 or pad:top,right,bottom,left
+    # w:auto / dpr:auto: from the client's hints (Sec-CH-Width, Sec-CH-DPR) when it sends them
+    width_hint: bool = False
+    dpr_hint: bool = False
 
     def path(self) -> str:
         """The canonical option segments (``w:800/h:600/…``), empty when there are none."""
         parts = []
-        for name, attr in zip(NAMES, (f.name for f in fields(self)), strict=True):
+        for name, attr in _ATTRS.items():
             value = getattr(self, attr)
-            if value is not None:
+            if (name, value) in (("w", None), ("dpr", None)) and getattr(self, _HINTS[name]):
+                parts.append(f"{name}:auto")
+            elif value is not None:
                 parts.append(f"{name}:{_text(value)}")
         return "/".join(parts)
 
@@ -69,7 +76,10 @@ def _text(value: object) -> str:
     return str(value)
 
 
-_ATTRS = dict(zip(NAMES, (f.name for f in fields(TransformOptions)), strict=True))
+AUTO = object()  # w:auto, dpr:auto
+_HINTS = {"w": "width_hint", "dpr": "dpr_hint"}
+# Option name → field (the fields after the options are the hint flags).
+_ATTRS = dict(zip(NAMES, (f.name for f in fields(TransformOptions)[: len(NAMES)]), strict=True))
 
 
 def _bad(name: str, rule: str, value: str) -> BadOptions:
@@ -85,6 +95,8 @@ def _word(name: str, value: str, allowed: tuple[str, ...]) -> str:
 
 
 def _value(name: str, value: str) -> object:
+    if value == "auto" and name in ("w", "dpr"):
+        return AUTO
     if name in ("w", "h"):
         if not _INT.match(value) or not 1 <= int(value) <= MAX_SIDE:
             raise _bad(name, f"a whole number from 1 to {MAX_SIDE}", value)
@@ -149,7 +161,9 @@ def parse_segments(segments: list[str]) -> tuple[TransformOptions, int]:
             raise BadOptions(f"option {name} given twice")
         values[name] = _value(name, value)
         used += 1
-    return TransformOptions(**{_ATTRS[n]: v for n, v in values.items()}), used  # type: ignore[arg-type]
+    hints = {_HINTS[n]: True for n, v in values.items() if v is AUTO}
+    known = {_ATTRS[n]: v for n, v in values.items() if v is not AUTO}
+    return TransformOptions(**known, **hints), used  # type: ignore[arg-type]
 
 
 def parse_options(text: str) -> TransformOptions:
@@ -189,6 +203,31 @@ def negotiate(accept: str | None) -> str:
     return "jpeg"
 
 
+HINT_HEADERS = ("Sec-CH-Width", "Sec-CH-DPR")
+
+
+def hinted(
+    options: TransformOptions, headers: Mapping[str, str]
+) -> tuple[TransformOptions, list[str]]:
+    """``w:auto`` / ``dpr:auto`` filled from the client's hints (``Sec-CH-Width`` in device
+    pixels, ``Sec-CH-DPR``; their older names ``Width``, ``DPR`` too), and the headers the
+    answer so depends on (for ``Vary``). Without a hint, ``w:auto`` leaves the width free and
+    ``dpr:auto`` is 1."""
+    changes: dict[str, object] = {}
+    used = []
+    if options.width_hint:
+        used.append("Sec-CH-Width")
+        text = headers.get("sec-ch-width") or headers.get("width") or ""
+        if re.fullmatch(r"[0-9]{1,5}", text.strip()):
+            changes["width"] = max(1, min(MAX_SIDE, int(text)))
+    if options.dpr_hint:
+        used.append("Sec-CH-DPR")
+        text = headers.get("sec-ch-dpr") or headers.get("dpr") or ""
+        with contextlib.suppress(ValueError):  # no hint, or not a number: 1
+            changes["dpr"] = min(MAX_DPR, max(1.0, round(float(text), 2)))
+    return (replace(options, **changes) if changes else options), used  # type: ignore[arg-type]
+
+
 def to_variant(options: TransformOptions, recipe: Recipe, accept: str | None = None) -> Variant:
     """Resolve options (over a preset, if named) into the one variant to render."""
     changes: dict[str, object] = {}
@@ -223,9 +262,11 @@ def to_variant(options: TransformOptions, recipe: Recipe, accept: str | None = N
 
 
 __all__ = [
+    "HINT_HEADERS",
     "NAMES",
     "BadOptions",
     "TransformOptions",
+    "hinted",
     "join_path",
     "negotiate",
     "parse_options",

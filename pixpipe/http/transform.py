@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -32,7 +32,7 @@ from .delivery import MEDIA_TYPES, REVALIDATE, SAFE, serve, serve_bytes
 from .hot import Hot, HotCache
 from .metrics import Metrics
 from .models import Problem
-from .options import BadOptions, parse_path, to_variant
+from .options import HINT_HEADERS, BadOptions, hinted, parse_path, to_variant
 from .renders import Busy, Renders
 from .signing import verify_path
 
@@ -68,7 +68,7 @@ class Target:
     fallback: bool  # the source is the fallback image (the original is missing)
 
 
-async def resolve(state: Any, signature: str, path: str, accept: str | None) -> Target:
+async def resolve(state: Any, signature: str, path: str, headers: Mapping[str, str]) -> Target:
     """Check the signature against the current and previous secrets (403), options and key
     (400), the URL's ``exp`` (403), find the source (404) and its format."""
     rt: Runtime = state.rt
@@ -77,20 +77,24 @@ async def resolve(state: Any, signature: str, path: str, accept: str | None) -> 
     try:
         options, key = parse_path(path)
         check_original_key(key)
-        variant = to_variant(options, rt.recipe, accept)
+        options, hints = hinted(options, headers)
+        variant = to_variant(options, rt.recipe, headers.get("accept"))
     except BadOptions as exc:
         raise HTTPException(400, str(exc)) from None
     if options.expires is not None and time.time() > options.expires:
         when = datetime.fromtimestamp(options.expires, UTC).isoformat()
         raise HTTPException(403, f"this URL expired at {when} (exp:{options.expires})")
-    return await target(rt, key, variant, negotiated=options.format == "auto")
+    vary = [*(["Accept"] if options.format == "auto" else []), *hints]
+    return await target(rt, key, variant, vary)
 
 
-async def target(rt: Runtime, key: str, variant: Variant, negotiated: bool = False) -> Target:
+async def target(rt: Runtime, key: str, variant: Variant, vary: Sequence[str] = ()) -> Target:
     """The source of ``key`` (404, or the fallback image), checked against the byte limit,
-    and where the result of ``variant`` on it is cached; ``negotiated``: the format came
-    from ``Accept`` (the answer varies on it)."""
-    extra = {"Vary": "Accept"} if negotiated else {}
+    and where the result of ``variant`` on it is cached; ``vary``: the request headers the
+    answer was chosen by (``Accept`` for ``f:auto``, the client hints)."""
+    extra = {"Accept-CH": ", ".join(HINT_HEADERS)}
+    if vary:
+        extra["Vary"] = ", ".join(vary)
     source, fallback = await rt.stores.originals.head(key), False
     if source is None:
         source, fallback = await _fallback(rt), True
@@ -112,7 +116,8 @@ async def transform(
     """A signed on-the-fly rendition: ``w:800/h:600/fit:cover/g:attention/f:webp/q:75/dpr:2``,
     ``f:auto`` (AVIF, WebP or JPEG from ``Accept``), ``preset:NAME`` (a recipe variant)."""
     state = request.app.state
-    return await answer(state, lambda: resolve(state, signature, path, accept), if_none_match,
+    headers = request.headers
+    return await answer(state, lambda: resolve(state, signature, path, headers), if_none_match,
                         range)  # fmt: skip
 
 
@@ -158,7 +163,7 @@ class HotHits:
         headers = Headers(scope=scope)
         signature, _, path = scope["path"][3:].partition("/")
         try:
-            target = await resolve(state, signature, path, headers.get("accept"))
+            target = await resolve(state, signature, path, headers)
         except (HTTPException, PixpipeError, BadKey):
             return await self.app(scope, receive, send)
         found = None if target.fallback else state.hot.get(target.ckey)
