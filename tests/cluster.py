@@ -79,7 +79,8 @@ class Node:
 
 @dataclass
 class Cluster:
-    """``size`` nodes named n1…nN; ``url`` seeds a client with every node."""
+    """``size`` nodes named n1…nN (one: a lone server, no cluster block); ``url`` seeds a
+    client with every node."""
 
     root: Path
     size: int = 3
@@ -95,11 +96,11 @@ class Cluster:
             store.mkdir(parents=True, exist_ok=True)
             others = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
             config = store / "nats.conf"
+            cluster = (f'cluster {{ name: pixpipe-test, listen: "127.0.0.1:{routes[i]}", '
+                       f"routes: [{others}] }}\n") if self.size > 1 else ""  # fmt: skip
             config.write_text(
                 f'server_name: {name}\nlisten: "127.0.0.1:{clients[i]}"\n'
-                f'jetstream {{ store_dir: "{store / "js"}" }}\n'
-                f'cluster {{ name: pixpipe-test, listen: "127.0.0.1:{routes[i]}", '
-                f"routes: [{others}] }}\n{self.authorization}\n"
+                f'jetstream {{ store_dir: "{store / "js"}" }}\n{cluster}{self.authorization}\n'
             )
             self.nodes.append(Node(name, clients[i], routes[i], config, store / "nats.log"))
 

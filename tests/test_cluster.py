@@ -301,3 +301,55 @@ async def test_a_cluster_in_operator_mode_takes_a_creds_file(tmp_path: Path, spa
         assert "Authorization Violation" in without.output and "check [bus]" in without.output
     finally:
         secured.stop()
+
+
+def _nkey_user() -> tuple[str, str]:
+    """A user nkey: (public key for the server, seed for the client)."""
+    import nkeys
+    from nats_jwt.nkeys_ext import create_user_pair
+
+    pair = create_user_pair()
+    assert isinstance(pair, nkeys.KeyPair)
+    return pair.public_key.decode(), pair.seed.decode()
+
+
+@pytest.mark.parametrize("method", ["token", "nkey", "tls"])
+async def test_a_server_wanting_a_token_an_nkey_or_tls_takes_them(
+    tmp_path: Path, spawn: Any, method: str
+) -> None:
+    """The other ways real servers admit clients: ``[bus] token``, ``nkey_seed``, and TLS with
+    the server's CA (``tls_ca``), each refused without."""
+    env = {"PIXPIPE_DATA_DIR": str(tmp_path / "data")}
+    if method == "token":
+        config, given = 'authorization { token: "t0ken-of-the-day" }', {
+            "PIXPIPE_BUS__TOKEN": "t0ken-of-the-day"}  # fmt: skip
+    elif method == "nkey":
+        public, seed = _nkey_user()
+        config = f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}'
+        given = {"PIXPIPE_BUS__NKEY_SEED": seed}
+    else:
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        config = (f'tls {{ cert_file: "{tmp_path / "server.pem"}", '
+                  f'key_file: "{tmp_path / "server.key"}" }}')  # fmt: skip
+        given = {"PIXPIPE_BUS__TLS_CA": str(tmp_path / "ca.pem")}
+    server = Cluster(tmp_path / "server", size=1, authorization=config).start()
+    try:
+        if method == "tls":
+            env["PIXPIPE_BUS__URL"] = server.url.replace("nats://", "tls://")
+        else:
+            env["PIXPIPE_BUS__URL"] = server.url
+        health = await _status_ok(spawn, {**env, **given})
+        assert health["connected"] and health["stream"]["replicas"] == 1
+        refused = spawn("status", env=env)
+        assert await refused.exit_code(60) == 2, refused.output
+        assert "cannot connect to the bus" in refused.output
+        for secret in given.values():
+            assert secret not in refused.output or method == "tls"
+    finally:
+        server.stop()

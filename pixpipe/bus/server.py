@@ -12,6 +12,7 @@ on its command line, where any local user could read it). Its URL, password incl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 URL_FILE = "nats.url"
 PASSWORD_FILE = "bus-password"
 START_ATTEMPTS = 2  # tries of each server when connecting at start
+START_TIMEOUT_S = 15.0  # and at most this long (2 tries of 3 nodes, 2 s each, fit)
 CONFIG_FILE = "nats-server.conf"
 USER = "pixpipe"
 
@@ -253,11 +255,15 @@ async def connect(url: str, *, data_dir: Path | str | None = None, **options: An
     later = options.pop("max_reconnect_attempts", -1)
     servers = server_urls(url, data_dir)
     try:
-        nc = await nats.connect(servers=servers, max_reconnect_attempts=START_ATTEMPTS,
-                                error_cb=on_error, **options)  # fmt: skip
-    except (OSError, nats.errors.Error, ssl.SSLError) as exc:
+        # Bounded in time too: nats-py can wait for ever after a failed TLS handshake.
+        nc = await asyncio.wait_for(
+            nats.connect(servers=servers, max_reconnect_attempts=START_ATTEMPTS,
+                         error_cb=on_error, **options),
+            START_TIMEOUT_S,
+        )  # fmt: skip
+    except (OSError, nats.errors.Error, ssl.SSLError, TimeoutError) as exc:
         where = ", ".join(redact(u) for u in servers)
-        if isinstance(exc, nats.errors.NoServersError) and seen:  # why: the last refusal seen
+        if isinstance(exc, nats.errors.NoServersError | TimeoutError) and seen:  # the last refusal
             refusals = [e for e in seen if "authorization" in str(e).lower()]
             exc = (refusals or seen)[-1]
         cause = exc
