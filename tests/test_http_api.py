@@ -498,3 +498,22 @@ async def test_metrics_read_the_consumers_at_most_every_few_seconds(
     clock[0] += metrics_module.REFRESH_S
     await collected.refresh(rt)  # type: ignore[arg-type]
     assert len(asked) == 2 * first
+
+
+def test_an_idle_connection_outlives_the_clients_own_keep_alive(live: Live) -> None:
+    """A server that closes idle connections when a client (httpx: 5 s) or a load balancer
+    (an ALB: 60 s) may reuse them makes that client's next request fail: it keeps them 75 s."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    conn = http.client.HTTPConnection(urlsplit(live.url).netloc, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b'{"status":"ok"}'
+        first = conn.sock
+        time.sleep(6)  # past httpx's keep-alive expiry, and uvicorn's default
+        conn.request("GET", "/healthz")  # on the same connection (RemoteDisconnected if closed)
+        assert conn.getresponse().read() == b'{"status":"ok"}'
+        assert conn.sock is first
+    finally:
+        conn.close()

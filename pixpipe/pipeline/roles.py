@@ -72,6 +72,10 @@ async def serve(
 
 
 RoleStart = Callable[[], Awaitable[None]]
+# Idle connections are kept longer than clients and load balancers keep theirs (httpx 5 s, an
+# AWS ALB 60 s): a server closing first races a client reusing the connection, which then
+# fails its request (uvicorn's default, 5 s, equals httpx's: the race seen in CI).
+KEEP_ALIVE_S = 75
 
 
 def _role_tasks(rt: Runtime, roles: Roles, stop: asyncio.Event) -> list[Awaitable[None]]:
@@ -129,7 +133,7 @@ async def _run_api(rt: Runtime, roles: Roles, stop: asyncio.Event) -> None:
     # open event streams (SSE) get a few seconds to finish, then are cut.
     config = uvicorn.Config(
         create_app(rt), host=roles.host, port=roles.port, log_level="warning", lifespan="on",
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=3, timeout_keep_alive=KEEP_ALIVE_S,
     )  # fmt: skip
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
