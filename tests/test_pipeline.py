@@ -386,3 +386,22 @@ async def test_two_retries_at_once_move_the_original_back_once(
 
         await eventually(failed_again, timeout=30)
         assert await pipe.rt.stores.quarantine.get("twice/broken.jpg") == broken
+
+
+async def test_a_render_longer_than_the_ack_wait_is_not_delivered_twice(
+    tmp_path: Path, nats_server_private
+):
+    """With a short ack wait (the first backoff step: 0.5 s here), the worker tells the server
+    it is still at work often enough: a render of several times that is delivered once."""
+    slow = [{"name": "a", "width": 1600, "height": 1600, "format": "avif"}]  # seconds to encode
+    settings = make_settings(tmp_path, nats_server_private.url, variants=slow,
+                             retry={"attempts": 3, "backoff_s": [0.5, 0.5]})  # fmt: skip
+    key = "slow/big.jpg"
+    async with running(settings) as pipe:
+        assert (await pipe.upload(key, images.jpeg(images.photo(1600, 1200)))).status_code == 201
+        state = await pipe.wait(key, timeout=120)
+        assert state.state == "done" and state.attempts == 1, state
+        assert (state.duration_ms or 0) > 1000  # twice the ack wait at least, or it proves nothing
+        info = await pipe.rt.js.consumer_info(bus.STREAM, "variants")
+        deliveries = info.delivered.consumer_seq if info.delivered else None
+        assert deliveries == 1, f"delivered {deliveries} times ({state.duration_ms:.0f} ms render)"

@@ -144,6 +144,13 @@ def kv_name(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
+def heartbeat_every(name: str, retry: RetryModel | None = None) -> float:
+    """How often a handler at work on one of ``name``'s messages tells the server it still is:
+    three times per ack wait, so a long render is never redelivered while it runs (a floor
+    above that, with a short ack wait, had the same image rendered twice at once)."""
+    return ack_wait(name, retry) / 3
+
+
 async def kv_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
     """The keys in a bucket matching a subject pattern, from one stream-info request (deleted
     ones too: their markers hold the subject; a ``get`` says they are gone).
@@ -343,6 +350,7 @@ __all__ = [
     "decode",
     "ensure_topology",
     "fetch_dead_letter",
+    "heartbeat_every",
     "kv_keys",
     "kv_name",
     "kv_text",

@@ -247,7 +247,7 @@ class Reprocessor:
         self.pool = pool
         self.ctx = rt.context(pool.render)  # the full recipe: what is current on upload
         self.kv: KeyValue | None = None
-        self.beat_every = max(1.0, bus.ack_wait("reprocess", rt.settings.retry) / 3)
+        self.beat_every = bus.heartbeat_every("reprocess", rt.settings.retry)
 
     async def run(self, stop: asyncio.Event) -> None:
         # A chunk per render process, two originals of each in flight: the pool stays full.

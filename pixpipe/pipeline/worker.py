@@ -26,7 +26,7 @@ class Worker:
         self.rt = rt
         self.pool = pool
         self.ctx = rt.context(pool.render, recipe)
-        self.beat_every = max(1.0, bus.ack_wait("variants", rt.settings.retry) / 3)
+        self.beat_every = bus.heartbeat_every("variants", rt.settings.retry)
 
     async def run(self, stop: asyncio.Event) -> None:
         # Twice the processes in hand: the next original downloads while the pool renders.
