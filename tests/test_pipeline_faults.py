@@ -417,6 +417,29 @@ async def test_render_pool_survives_a_process_killed_before_it_took_its_task(sma
         await asyncio.to_thread(pool.close)
 
 
+async def test_a_render_pool_stopping_does_not_start_its_processes_again(small_jpeg: bytes):
+    """A SIGTERM to the process group kills the render processes with the rest: while
+    stopping, a broken pool answers transient at once instead of starting new processes
+    (whose start, and the old pool's join, held `pixpipe up`'s exit past its grace)."""
+    stopping = asyncio.Event()
+    pool = RenderPool(1, Limits(), stopping=stopping)
+    try:
+        await pool.render(small_jpeg, DEFAULT_RECIPE)  # its process is up
+        for pid in children_of(os.getpid()):
+            os.kill(pid, signal.SIGTERM)
+        await eventually(lambda: not pool._pool.active or not children_of(os.getpid()), 10)
+        stopping.set()
+        started = time.monotonic()
+        with pytest.raises(PixpipeError) as refused:
+            for _ in range(3):  # the pool may notice its dead process on the first try
+                await pool.render(small_jpeg, DEFAULT_RECIPE)
+        assert refused.value.kind is Kind.TRANSIENT
+        assert time.monotonic() - started < 5
+        assert children_of(os.getpid()) == [], "render processes started while stopping"
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
 async def test_a_render_over_the_memory_ceiling_fails_alone_and_the_process_lives_on(
     small_jpeg: bytes,
 ):

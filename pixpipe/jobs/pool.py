@@ -84,14 +84,19 @@ def _render(data: bytes, recipe: Recipe, limits: Limits) -> Any:
 class RenderPool:
     """``await pool.render(data, recipe)`` in one of ``workers`` processes."""
 
-    def __init__(self, workers: int, limits: Limits) -> None:
+    def __init__(self, workers: int, limits: Limits, stopping: asyncio.Event | None = None) -> None:
         self.workers = workers
         self.limits = limits
+        self._stopping = stopping  # once set, a broken pool is not started again
         self._pool = self._start()
         self._restarting = asyncio.Lock()
 
     async def render(self, data: bytes, recipe: Recipe) -> Any:
         if not self._pool.active:
+            if self._stopping is not None and self._stopping.is_set():
+                # Shutting down (a SIGTERM to the process group kills the render processes
+                # too): starting new ones would hold the exit for their start and a join.
+                raise PixpipeError(Kind.TRANSIENT, "render processes are stopping; will retry")
             async with self._restarting:
                 if not self._pool.active:
                     await asyncio.to_thread(self._restart)

@@ -116,7 +116,7 @@ async def _supervised(name: str, start: RoleStart, stop: asyncio.Event) -> None:
 
 
 async def _run_worker(rt: Runtime, workers: int, stop: asyncio.Event) -> None:
-    pool = RenderPool(workers, rt.settings.limits.frozen())
+    pool = RenderPool(workers, rt.settings.limits.frozen(), stopping=stop)
     try:
         # New uploads and backfill chunks share the render processes.
         await asyncio.gather(Worker(rt, pool).run(stop), run_reprocess_jobs(rt, pool, stop))
