@@ -399,8 +399,9 @@ async def test_up_replaces_a_killed_render_process_and_retries_its_image(
 
 
 async def test_render_pool_survives_a_process_killed_before_it_took_its_task(small_jpeg: bytes):
-    """pebble declares a whole pool broken when a process dies before acknowledging a task;
-    that must cost one retry (transient), not every image after it."""
+    """pebble declares a whole pool broken when a process dies before acknowledging a task:
+    the pool is the fault, not the image, so a fresh pool renders it (no delivery spent), and
+    every image after it too."""
     pool = RenderPool(1, Limits())
     try:
         before = set(children_of(os.getpid()))
@@ -408,9 +409,12 @@ async def test_render_pool_survives_a_process_killed_before_it_took_its_task(sma
         await eventually(lambda: set(children_of(os.getpid())) - before, timeout=10)
         (starting,) = set(children_of(os.getpid())) - before  # still importing libvips
         os.kill(starting, signal.SIGKILL)
-        with pytest.raises(PixpipeError) as failed:
-            await first
-        assert failed.value.kind is Kind.TRANSIENT
+        try:
+            rendered = await first
+        except PixpipeError as failed:  # the process died holding it: the bus retries that
+            assert failed.kind is Kind.TRANSIENT
+        else:
+            assert {o.name for o in rendered.variants} == set(SIX)
         rendered = await pool.render(small_jpeg, DEFAULT_RECIPE)
         assert {o.name for o in rendered.variants} == set(SIX)
     finally:
@@ -422,12 +426,13 @@ async def test_a_render_pool_stopping_does_not_start_its_processes_again(small_j
     stopping, a broken pool answers transient at once instead of starting new processes
     (whose start, and the old pool's join, held `pixpipe up`'s exit past its grace)."""
     stopping = asyncio.Event()
+    others = set(children_of(os.getpid()))  # other tests' render processes: left alone
     pool = RenderPool(1, Limits(), stopping=stopping)
     try:
         await pool.render(small_jpeg, DEFAULT_RECIPE)  # its process is up
-        for pid in children_of(os.getpid()):
-            os.kill(pid, signal.SIGTERM)
-        await eventually(lambda: not pool._pool.active or not children_of(os.getpid()), 10)
+        ours = set(children_of(os.getpid())) - others
+        for pid in ours:
+            os.kill(pid, signal.SIGKILL)
         stopping.set()
         started = time.monotonic()
         with pytest.raises(PixpipeError) as refused:
@@ -435,7 +440,8 @@ async def test_a_render_pool_stopping_does_not_start_its_processes_again(small_j
                 await pool.render(small_jpeg, DEFAULT_RECIPE)
         assert refused.value.kind is Kind.TRANSIENT
         assert time.monotonic() - started < 5
-        assert children_of(os.getpid()) == [], "render processes started while stopping"
+        started_since = set(children_of(os.getpid())) - others - ours
+        assert not started_since, "render processes started while stopping"
     finally:
         await asyncio.to_thread(pool.close)
 

@@ -92,25 +92,37 @@ class RenderPool:
         self._restarting = asyncio.Lock()
 
     async def render(self, data: bytes, recipe: Recipe) -> Any:
-        if not self._pool.active:
-            if self._stopping is not None and self._stopping.is_set():
-                # Shutting down (a SIGTERM to the process group kills the render processes
-                # too): starting new ones would hold the exit for their start and a join.
-                raise PixpipeError(Kind.TRANSIENT, "render processes are stopping; will retry")
-            async with self._restarting:
-                if not self._pool.active:
-                    await asyncio.to_thread(self._restart)
-        future = self._pool.schedule(
-            _render, args=(data, recipe, self.limits),
-            timeout=self.limits.max_seconds + HARD_STOP_GRACE_S,
-        )  # fmt: skip
-        try:
-            return await asyncio.wrap_future(future)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                future.cancel()
-                raise
-            raise failure(exc, self.limits) from None
+        for last in (False, True):
+            pool = await self._ready()
+            future = pool.schedule(
+                _render, args=(data, recipe, self.limits),
+                timeout=self.limits.max_seconds + HARD_STOP_GRACE_S,
+            )  # fmt: skip
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool as exc:  # the pool's fault, not the image's: once more
+                if last:
+                    raise failure(exc, self.limits) from None
+                await self._ready(broken=pool)
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                    raise
+                raise failure(exc, self.limits) from None
+        raise AssertionError("unreachable")
+
+    async def _ready(self, broken: ProcessPool | None = None) -> ProcessPool:
+        """The pool to schedule on: a fresh one if it is given up (or is ``broken``)."""
+        if self._pool.active and self._pool is not broken:
+            return self._pool
+        if self._stopping is not None and self._stopping.is_set():
+            # Shutting down (a SIGTERM to the process group kills the render processes too):
+            # starting new ones would hold the exit for their start and a join.
+            raise PixpipeError(Kind.TRANSIENT, "render processes are stopping; will retry")
+        async with self._restarting:
+            if not self._pool.active or self._pool is broken:
+                await asyncio.to_thread(self._restart)
+        return self._pool
 
     def _restart(self) -> None:
         # pebble gives a pool up for good when a process dies before it took its task (killed
