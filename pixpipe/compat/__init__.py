@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from ..recipe import parse_colour
 
 
+class BadUrl(ValueError):
+    """A URL the other server would refuse too; the message names the option or the part."""
+
+
 @dataclass(frozen=True, slots=True)
 class Processing:
     """What a compatible URL asks of the renderer, in pixpipe's terms."""
@@ -40,4 +44,4 @@ def hex_colour(text: str) -> tuple[int, int, int] | None:
     return parse_colour(text)
 
 
-__all__ = ["Processing", "hex_colour"]
+__all__ = ["BadUrl", "Processing", "hex_colour"]

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from . import Processing, hex_colour
+from . import BadUrl, Processing, hex_colour
 
 # Canonical names (imgproxy's full names) and every alias imgproxy accepts.
 ALIASES = {
@@ -47,10 +47,6 @@ GRAVITIES = ("no", "so", "ea", "we", "noea", "nowe", "soea", "sowe", "ce")
 FORMATS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif",
            "gif": "gif", "tiff": "tiff", "best": "auto"}  # fmt: skip
 _TRUE = ("1", "t", "true")
-
-
-class BadUrl(ValueError):
-    """A URL imgproxy would refuse too; the message names the option or the part."""
 
 
 # ---- signatures ------------------------------------------------------------------------------

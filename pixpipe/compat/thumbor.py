@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from . import Processing, hex_colour
+from . import BadUrl, Processing, hex_colour
 
 _PATH = re.compile(
     r"""^
@@ -57,10 +57,6 @@ _COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0),
 NOT_YET = ("meta", "trim", "crop", "adaptive-fit-in", "full-fit-in", "adaptive-full-fit-in",
            "brightness", "contrast", "grayscale", "rotate", "focal", "watermark",
            "max_bytes")  # fmt: skip
-
-
-class BadUrl(ValueError):
-    """A URL thumbor would refuse too; the message names the part."""
 
 
 def sign(key: str, path: str) -> str:

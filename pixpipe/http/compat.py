@@ -12,14 +12,15 @@ keyed by the source's version, the same limits and failure kinds (``http/transfo
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 
-from ..compat import Processing, imgproxy, thumbor
+from ..compat import BadUrl, Processing, imgproxy, thumbor
 from ..pipeline.runtime import Runtime
 from ..recipe import MAX_SIDE, RecipeError, Variant
 from ..storage import BadKey, check_original_key
@@ -71,21 +72,25 @@ def to_variant(wanted: Processing, accept: str | None) -> Variant:
         raise HTTPException(400, str(exc).replace('variant "t": ', "options: ")) from None
 
 
+@contextlib.contextmanager
+def _bad_url_is_400() -> Iterator[None]:
+    try:
+        yield
+    except BadUrl as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 async def resolve_imgproxy(state: Any, raw_path: str, accept: str | None) -> Target:
     rt: Runtime = state.rt
     settings = rt.settings.imgproxy
-    try:
+    with _bad_url_is_400():
         signature, signed = imgproxy.split(raw_path)
-    except imgproxy.BadUrl as exc:
-        raise HTTPException(400, str(exc)) from None
     pairs = settings.pairs()
     if pairs and not imgproxy.verify(pairs, signature, signed, settings.signature_size):
         raise HTTPException(403, "bad imgproxy signature (the key/salt pair or the path differ)")
-    try:
+    with _bad_url_is_400():
         parsed = imgproxy.parse(signed, settings.presets)
         wanted = imgproxy.processing(parsed)
-    except imgproxy.BadUrl as exc:
-        raise HTTPException(400, str(exc)) from None
     if wanted.expires is not None and time.time() > wanted.expires:
         raise HTTPException(403, f"this URL expired at {wanted.expires} (unix time)")
     key = source_key(rt, parsed.source)
@@ -96,10 +101,8 @@ async def resolve_imgproxy(state: Any, raw_path: str, accept: str | None) -> Tar
 async def resolve_thumbor(state: Any, raw_path: str, accept: str | None) -> Target:
     rt: Runtime = state.rt
     settings = rt.settings.thumbor
-    try:
+    with _bad_url_is_400():
         signature, signed = thumbor.split(raw_path)
-    except thumbor.BadUrl as exc:
-        raise HTTPException(400, str(exc)) from None
     if signature == "unsafe":
         if not settings.allow_unsafe:
             raise HTTPException(403, "unsafe thumbor URLs are off ([thumbor] allow_unsafe)")
@@ -107,11 +110,9 @@ async def resolve_thumbor(state: Any, raw_path: str, accept: str | None) -> Targ
         settings.security_key.get_secret_value(), signature, signed
     ):
         raise HTTPException(403, "bad thumbor signature (the security key or the path differ)")
-    try:
+    with _bad_url_is_400():
         parsed = thumbor.parse(signed)
         wanted = thumbor.processing(parsed)
-    except thumbor.BadUrl as exc:
-        raise HTTPException(400, str(exc)) from None
     try:
         key = check_original_key(parsed.image)
     except BadKey as exc:
