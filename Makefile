@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test bench lint install clean chromium screenshot bench-transforms deploy-check
+.PHONY: up test bench lint install clean chromium screenshot bench-transforms bench-compat deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,10 @@ screenshot: $(STAMP) chromium
 bench-transforms: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python -m benchmarks.transforms
+
+# imgproxy's benchmark workload, pixpipe's imgproxy URLs against thumbor (RESULTS.md, compat section).
+bench-compat: $(STAMP)
+	$(BIN)/python -m benchmarks.compat
 
 # AWS Lambda zips (build/lambda/, docs/aws.md): manylinux wheels for both architectures, sizes
 # printed, this machine's one smoke-tested. LAMBDA_ARCH is the one the template deploys.

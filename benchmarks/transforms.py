@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +80,7 @@ class Sample:
     p50: float  # ms
     p99: float  # ms
     requests: int
+    p95: float = float("nan")  # ms; wrk does not print it
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -164,7 +165,10 @@ def thumbor(images: Path, work: Path, cached: bool) -> contextlib.AbstractContex
     return process(args, f"http://127.0.0.1:{port}", "/healthcheck")
 
 
-def pixpipe(data_dir: Path, nats_url: str) -> contextlib.AbstractContextManager[str]:
+def pixpipe(
+    data_dir: Path, nats_url: str, **settings: str
+) -> contextlib.AbstractContextManager[str]:
+    """``pixpipe api`` on ``data_dir``; ``settings``: more ``PIXPIPE_*`` variables."""
     port = free_port()
     exe = Path(sys.executable).parent / "pixpipe"
     args = [str(exe), "api", "--data-dir", str(data_dir), "--port", str(port)]
@@ -173,6 +177,7 @@ def pixpipe(data_dir: Path, nats_url: str) -> contextlib.AbstractContextManager[
         "PIXPIPE_API__SIGNING_SECRET": SECRET,
         # Renders queue in the pool (one process per core) rather than answer 503.
         "PIXPIPE_LIMITS__TRANSFORM_CONCURRENCY": "256",
+        **settings,
     }
     return process(args, f"http://127.0.0.1:{port}", "/readyz", **env)
 
@@ -208,7 +213,7 @@ async def _load(
     def at(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
-    return Sample(len(ordered) / elapsed, at(0.5), at(0.99), len(ordered))
+    return Sample(len(ordered) / elapsed, at(0.5), at(0.99), len(ordered), at(0.95))
 
 
 def load(next_url: Callable[[], str], seconds: float, concurrency: int,
@@ -277,10 +282,12 @@ class Bench:
         return f".bench/{self.tag}/{self.counter:05d}{self.source.suffix}"
 
 
-def link_sources(originals: Path, images: Path) -> list[tuple[str, Path]]:
+def link_sources(
+    originals: Path, images: Path, sources: Mapping[str, Callable[[], Path]] = SOURCES
+) -> list[tuple[str, Path]]:
     """The sources, as thumbor's images and as pixpipe's originals (with the links)."""
     out = []
-    for index, (label, where) in enumerate(SOURCES.items()):
+    for index, (label, where) in enumerate(sources.items()):
         source = where()
         tag = f"src{index}"
         shutil.copyfile(source, images / f"{tag}{source.suffix}")
@@ -458,26 +465,38 @@ def _raw(sample: Sample) -> dict[str, float]:
             "p99_ms": sample.p99, "requests": sample.requests}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str, argv: list[str] | None, seconds: str) -> argparse.Namespace:
+    """The load benchmarks' command line (``--runs --seconds --concurrency --no-write``), the
+    load average before, and SIGTERM stopping the servers on the way out."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs (medians)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="per uncached measurement")
+    parser.add_argument("--seconds", type=float, default=15.0, help=seconds)
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
     args = parser.parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(__doc__ or "", argv, "per uncached measurement")
     results = run(args)
-    section = markdown(results, args)
-    print(section)
     raw = {
         label: {mode: [_raw(x) for x in samples] for mode, samples in modes.items()}
         for label, modes in results.items()
     }
+    publish(markdown(results, args), raw, "transforms", args)
+
+
+def publish(section: str, raw: object, name: str, args: argparse.Namespace) -> None:
+    """Print the section, keep the raw samples in ``out/{name}.json`` and, unless
+    ``--no-write``, rewrite the ``name`` section of RESULTS.md."""
+    print(section)
     (HERE / "out").mkdir(exist_ok=True)
-    (HERE / "out" / "transforms.json").write_text(json.dumps(raw, indent=1))
+    (HERE / "out" / f"{name}.json").write_text(json.dumps(raw, indent=1))
     if not args.no_write:
-        update_results(section, name="transforms")
+        update_results(section, name=name)
 
 
 if __name__ == "__main__":

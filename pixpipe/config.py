@@ -7,8 +7,10 @@ recipe.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,6 +88,8 @@ class ApiModel(BaseModel):
     # An originals key served (404, rendered with the same options) by on-the-fly transforms
     # whose source is missing.
     transform_fallback: str | None = None
+    # The originals key of the image `wm:` (and imgproxy's `wm`) lays over a transform.
+    watermark: str | None = None
     # Server-Sent Events streams open at once (each holds a bus watch); past it, 503.
     max_event_streams: int = Field(200, ge=1)
 
@@ -184,12 +188,34 @@ class Settings(BaseSettings):
 
     @property
     def recipe(self) -> Recipe:
-        return Recipe.parse(self.variants) if self.variants else DEFAULT_RECIPE
+        """The variants, with the images their watermarks name read from files (relative to
+        the working directory) and versioned by their content."""
+        return with_watermarks(Recipe.parse(self.variants)) if self.variants else DEFAULT_RECIPE
 
     def store_url(self, name: str) -> str:
         """The URL of one of the five stores, defaulting to a folder under ``data_dir``."""
         url = getattr(self.stores, name)
         return url or f"file://{(self.data_dir / name).resolve()}"
+
+
+def with_watermarks(recipe: Recipe) -> Recipe:
+    """``recipe`` with its watermark files loaded and each watermark's version their digest."""
+    assets: dict[str, bytes] = {}
+    variants = []
+    for variant in recipe:
+        if variant.watermark is None:
+            variants.append(variant)
+            continue
+        name = variant.watermark.image
+        if name not in assets:
+            try:
+                assets[name] = Path(name).expanduser().read_bytes()
+            except OSError as exc:
+                raise RecipeError(f'variant "{variant.name}": watermark image {name!r} cannot '
+                                  f"be read ({exc.strerror})") from None  # fmt: skip
+        version = hashlib.sha256(assets[name]).hexdigest()[:12]
+        variants.append(replace(variant, watermark=replace(variant.watermark, version=version)))
+    return Recipe(tuple(variants), assets) if assets else recipe
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:

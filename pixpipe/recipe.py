@@ -14,11 +14,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-FITS = ("inside", "cover", "contain", "fill")
+from .edits import ROTATIONS, Crop, EditError, Trim, Watermark, edit
+
+# inside: fit in the box; cover: fill it, cropping the overflow; contain: fit, then pad to it;
+# fill: stretch to it; outside: the smallest size covering it, uncropped (thumbor's
+# full-fit-in); auto: cover when the box and the original have the same orientation, else
+# inside (imgproxy's rt:auto).
+FITS = ("inside", "cover", "contain", "fill", "outside", "auto")
 GRAVITIES = (
     "centre", "north", "south", "east", "west",
     "northeast", "northwest", "southeast", "southwest",
-    "attention", "entropy",
+    "attention", "entropy", "face",
 )  # fmt: skip
 FORMATS = ("jpeg", "webp", "avif", "png", "gif", "original")
 EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "avif": "avif", "png": "png", "gif": "gif"}
@@ -31,6 +37,8 @@ FLIPS = ("", "h", "v", "hv")
 # The effects and their defaults (a variant at these values is as it was before they existed).
 EFFECTS: dict[str, Any] = {
     "focus": None, "flip": "", "blur": 0.0, "sharpen": 0.0, "padding": (0, 0, 0, 0),
+    "crop": None, "trim": None, "rotate": 0, "adapt": False, "brightness": 0.0,
+    "contrast": 0.0, "grayscale": False, "watermark": None, "max_bytes": 0, "turn": 0,
 }  # fmt: skip
 
 
@@ -79,11 +87,22 @@ class Variant:
     lossless: bool = False
     # Effects, applied after the variant is shaped (see EFFECTS): left out of the fingerprint
     # at their defaults, so a variant without them keeps its version.
-    focus: tuple[float, float] | None = None  # focal point (0-1 of width, height) for cover
+    focus: tuple[float, float] | None = None  # cover's focal point: fractions < 1, else pixels
     flip: str = ""  # "h", "v" or "hv"
     blur: float = 0.0  # Gaussian sigma, output pixels
     sharpen: float = 0.0  # sigma of libvips' sharpen
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, right, bottom, left, in background
+    # Edits of the original before it is resized (edits.py), then more effects.
+    crop: Crop | None = None
+    trim: Trim | None = None
+    rotate: int = 0  # clockwise: 90, 180, 270; the box is the rotated image's
+    adapt: bool = False  # the box turned to the original's orientation (adaptive-fit-in)
+    brightness: float = 0.0  # -100 to 100: a share of full scale added to every channel
+    contrast: float = 0.0  # -100 to 100, around mid-grey
+    grayscale: bool = False
+    watermark: Watermark | None = None
+    max_bytes: int = 0  # quality lowered until the output fits (lossy formats), 0: no limit
+    turn: int = 0  # clockwise, after the variant is shaped (thumbor's rotate filter)
 
     def __post_init__(self) -> None:
         def bad(what: str) -> RecipeError:
@@ -124,9 +143,11 @@ class Variant:
         if self.focus is not None:
             focus = tuple(self.focus)
             if len(focus) != 2 or not all(
-                isinstance(c, int | float) and 0 <= c <= 1 for c in focus
+                isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c <= MAX_SIDE * 8
+                for c in focus
             ):
-                raise bad(f"focus must be [x, y], each from 0 to 1 (got {self.focus!r})")
+                raise bad(f"focus must be [x, y]: fractions under 1, else pixels (got "
+                          f"{self.focus!r})")  # fmt: skip
             object.__setattr__(self, "focus", (float(focus[0]), float(focus[1])))
         if self.flip not in FLIPS:
             raise bad(f"flip must be one of {', '.join(map(repr, FLIPS))} (got {self.flip!r})")
@@ -141,6 +162,33 @@ class Variant:
         ):
             raise bad(f"padding must be [top, right, bottom, left], pixels (got {self.padding!r})")
         object.__setattr__(self, "padding", padding)
+        try:
+            for name, kind in (("crop", Crop), ("trim", Trim), ("watermark", Watermark)):
+                object.__setattr__(self, name, edit(kind, getattr(self, name)))
+        except EditError as exc:
+            raise bad(str(exc)) from None
+        for name in ("rotate", "turn"):
+            if getattr(self, name) not in ROTATIONS:
+                allowed = ", ".join(map(str, ROTATIONS))
+                raise bad(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
+        for name in ("brightness", "contrast"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not -100 <= value <= 100:
+                raise bad(f"{name} must be from -100 to 100 (got {value!r})")
+        for flag in ("adapt", "grayscale"):
+            if not isinstance(getattr(self, flag), bool):
+                raise bad(f"{flag} must be true or false (got {getattr(self, flag)!r})")
+        if not isinstance(self.max_bytes, int) or isinstance(self.max_bytes, bool) or not (
+            self.max_bytes == 0 or 512 <= self.max_bytes <= 100_000_000
+        ):
+            raise bad(f"max_bytes must be 0 (no limit) or from 512 to 100000000 (got "
+                      f"{self.max_bytes!r})")  # fmt: skip
+
+    @property
+    def edits_source(self) -> bool:
+        """Whether the original is edited before the resize (its own decode, see render)."""
+        return bool(self.crop or self.trim or self.rotate)
 
     def extension(self, source_format: str = "jpeg") -> str:
         """The file extension of this variant's output for an input of ``source_format``."""
@@ -241,6 +289,10 @@ class Recipe:
     """An ordered set of variants with unique names."""
 
     variants: tuple[Variant, ...] = field(default_factory=tuple)
+    # The images the variants' watermarks name, by that name: loaded by whoever makes the
+    # recipe (settings from files, transforms from the originals store); not part of its id
+    # (each watermark's ``version`` is).
+    assets: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -249,6 +301,12 @@ class Recipe:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise RecipeError(f"variant names must be unique (repeated: {', '.join(dupes)})")
+
+    def asset(self, name: str) -> bytes:
+        """The bytes of the image a watermark names."""
+        if name not in self.assets:
+            raise RecipeError(f"watermark image {name!r} was not loaded with the recipe")
+        return self.assets[name]
 
     def __iter__(self) -> Iterator[Variant]:
         return iter(self.variants)
@@ -266,7 +324,7 @@ class Recipe:
         missing = sorted(set(wanted) - set(self.names))
         if missing:
             raise RecipeError(f"no variant named {', '.join(missing)} in the recipe")
-        return Recipe(tuple(v for v in self.variants if v.name in wanted))
+        return Recipe(tuple(v for v in self.variants if v.name in wanted), self.assets)
 
     @classmethod
     def parse(cls, items: Iterable[str | Mapping[str, Any] | Variant]) -> Recipe:
@@ -286,7 +344,7 @@ class Recipe:
         return DEFAULT_RECIPE
 
     def with_defaults(self, **changes: Any) -> Recipe:
-        return Recipe(tuple(replace(v, **changes) for v in self.variants))
+        return Recipe(tuple(replace(v, **changes) for v in self.variants), self.assets)
 
 
 DEFAULT_RECIPE = Recipe.parse(

@@ -107,7 +107,8 @@ def test_a_focal_point_decides_the_cover_crop() -> None:
     ({"flip": "x"}, "flip must be one of"),
     ({"blur": -1}, "blur must be a sigma"),
     ({"padding": (1, 2, 3)}, "padding must be"),
-    ({"focus": (1.5, 0.5)}, "focus must be"),
+    ({"focus": (-0.5, 0.5)}, "focus must be"),
+    ({"focus": (0.5,)}, "focus must be"),
 ])  # fmt: skip
 def test_bad_effects_are_refused_when_the_recipe_loads(spec: dict, message: str) -> None:
     with pytest.raises(RecipeError, match=message):

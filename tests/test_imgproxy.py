@@ -179,8 +179,10 @@ def test_refusals_say_why(live: Live) -> None:
     assert expired.status_code == 403 and "expired" in expired.json()["detail"]
     missing = live.http.get(signed("/w:100/plain/local:///ip/none.jpg"))
     assert missing.status_code == 404
-    later = live.http.get(signed(f"/rot:90/plain/local:///{PHOTO}"))  # not rendered yet
-    assert later.status_code == 400 and "not supported by pixpipe yet" in later.json()["detail"]
+    later = live.http.get(signed(f"/c:10:10:fp:0.5:0.5/plain/local:///{PHOTO}"))
+    assert later.status_code == 400 and "not supported yet" in later.json()["detail"]
+    askew = live.http.get(signed(f"/rot:45/plain/local:///{PHOTO}"))
+    assert askew.status_code == 400 and "multiple of 90" in askew.json()["detail"]
 
 
 def test_imgproxys_own_environment_is_honoured_and_pairs_are_checked(

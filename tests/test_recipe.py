@@ -50,7 +50,7 @@ def test_bad_specs_point_at_the_bad_part(spec, message):
 
 def test_mapping_errors_name_the_key_and_value():
     with pytest.raises(RecipeError, match=r'variant "thumb": fit must be one of inside, cover, '
-                       r'contain, fill \(got \'crop\'\)'):  # fmt: skip
+                       r'contain, fill, outside, auto \(got \'crop\'\)'):  # fmt: skip
         Recipe.parse([{"name": "thumb", "width": 10, "height": 10, "fit": "crop"}])
     with pytest.raises(RecipeError, match='variant "x": unknown key'):
         Recipe.parse([{"name": "x", "width": 10, "colour": "red"}])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..edits import Crop, Trim, Watermark
 from ..recipe import parse_colour
 
 
@@ -35,6 +36,21 @@ class Processing:
     blur: float = 0.0
     sharpen: float = 0.0
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    crop: Crop | None = None
+    trim: Trim | None = None
+    rotate: int = 0
+    turn: int = 0
+    adapt: bool = False
+    brightness: float = 0.0
+    contrast: float = 0.0
+    grayscale: bool = False
+    watermark: Watermark | None = None  # image: an originals key; None for imgproxy's own
+    max_bytes: int = 0
+
+
+# What Processing carries over into the variant as it is, by the variant's own field names.
+EFFECTS = ("focus", "flip", "blur", "sharpen", "padding", "crop", "trim", "rotate", "turn",
+           "adapt", "brightness", "contrast", "grayscale", "watermark", "max_bytes")  # fmt: skip
 
 
 def hex_colour(text: str) -> tuple[int, int, int] | None:
@@ -44,4 +60,4 @@ def hex_colour(text: str) -> tuple[int, int, int] | None:
     return parse_colour(text)
 
 
-__all__ = ["BadUrl", "Processing", "hex_colour"]
+__all__ = ["EFFECTS", "BadUrl", "Processing", "hex_colour"]

@@ -23,8 +23,10 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote
 
+from ..edits import CONFIGURED, Crop, EditError, Trim, Watermark, fraction
 from . import BadUrl, Processing, hex_colour
 
 # Canonical names (imgproxy's full names) and every alias imgproxy accepts.
@@ -42,7 +44,7 @@ ALIASES = {
     "watermark": "watermark", "wm": "watermark", "strip_metadata": "strip_metadata",
     "sm": "strip_metadata",
 }  # fmt: skip
-RESIZING_TYPES = ("fit", "fill", "fill-down", "force", "auto")
+RESIZING_TYPES = ("fit", "fill", "fill-down", "force", "auto")  # auto: fill or fit by orientation
 GRAVITIES = ("no", "so", "ea", "we", "noea", "nowe", "soea", "sowe", "ce")
 FORMATS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif",
            "gif": "gif", "tiff": "tiff", "best": "auto"}  # fmt: skip
@@ -190,23 +192,22 @@ def colour(name: str, args: Sequence[str]) -> tuple[int, int, int] | None:
 
 # ---- onto pixpipe's renderer ----------------------------------------------------------------
 
-_FITS = {"fit": "inside", "fill": "cover", "fill-down": "cover", "force": "fill"}
+_FITS = {"fit": "inside", "fill": "cover", "fill-down": "cover", "force": "fill", "auto": "auto"}
 _COMPASS = {
     "no": "north", "so": "south", "ea": "east", "we": "west", "noea": "northeast",
     "nowe": "northwest", "soea": "southeast", "sowe": "southwest", "ce": "centre",
-    "sm": "attention",
+    "sm": "attention", "obj": "face",  # g:obj:face, imgproxy Pro's object gravity, for faces
 }  # fmt: skip
-# Parsed, checked, and not rendered yet: refused with a clear message (never ignored, which
-# would answer another image than the one asked for).
-NOT_YET = ("crop", "trim", "rotate", "watermark")
+_POSITIONS = {**{k: v for k, v in _COMPASS.items() if k not in ("sm", "obj")}, "re": "tile"}
 
 
 def processing(parsed: Parsed) -> Processing:
     """Every option's arguments checked and turned into pixpipe's terms."""
     o = parsed.options
-    for name in NOT_YET:
-        if name in o:
-            raise BadUrl(f"imgproxy option {name} is not supported by pixpipe yet")
+    try:
+        edits = _edits(o)
+    except EditError as exc:
+        raise BadUrl(f"imgproxy {exc}") from None
     kind, width, height, enlarge, extend = "fit", 0, 0, False, False
     for name in ("resize", "size"):  # rs:type:w:h:enlarge:extend, s:w:h:enlarge:extend
         args = list(o.get(name, ()))
@@ -227,8 +228,6 @@ def processing(parsed: Parsed) -> Processing:
     if kind not in RESIZING_TYPES:
         raise BadUrl(f"imgproxy option resizing_type: {kind!r} is not one of "
                      f"{', '.join(RESIZING_TYPES)}")  # fmt: skip
-    if kind == "auto":
-        raise BadUrl("imgproxy resizing type auto is not supported by pixpipe yet")
     width = integer("width", o["width"][0]) if "width" in o else width
     height = integer("height", o["height"][0]) if "height" in o else height
     enlarge = boolean(o["enlarge"][0]) if "enlarge" in o else enlarge
@@ -242,15 +241,10 @@ def processing(parsed: Parsed) -> Processing:
         g = o["gravity"]
         if len(g) != 3:
             raise BadUrl("imgproxy option gravity:fp needs x and y (fractions, 0 to 1)")
-        focus = (number("gravity", g[1], 0, 1), number("gravity", g[2], 0, 1))
+        focus = (fraction(number("gravity", g[1], 0, 1)), fraction(number("gravity", g[2], 0, 1)))
     elif "gravity" in o:
         g = o["gravity"]
-        if g[0] not in _COMPASS:
-            raise BadUrl(f"imgproxy option gravity: {g[0]!r} is not supported "
-                         f"(use one of {', '.join(_COMPASS)})")  # fmt: skip
-        if any(number("gravity", x, -1e6, 1e6) for x in g[1:3] if x):
-            raise BadUrl("imgproxy option gravity: offsets are not supported yet")
-        gravity = _COMPASS[g[0]]
+        gravity = _gravity(g)
     dpr = number("dpr", o["dpr"][0], 0.01, 8) if "dpr" in o else 1.0
     quality = integer("quality", o["quality"][0], 0, 100) if "quality" in o else None
     fmt = parsed.extension or (o["format"][0] if "format" in o else None)
@@ -272,8 +266,57 @@ def processing(parsed: Parsed) -> Processing:
     return Processing(
         width or None, height or None, fit, gravity, enlarge,
         FORMATS[fmt.lower()] if fmt else None, quality or None, background, dpr, strip, expires,
-        focus, flip, blur, sharpen, padding,
+        focus, flip, blur, sharpen, padding, **edits,
     )  # fmt: skip
+
+
+def _gravity(args: Sequence[str]) -> str:
+    """A compass gravity, ``sm`` or ``obj[:face]``; offsets only on a crop's gravity."""
+    if args[0] not in _COMPASS or (args[0] == "obj" and any(a != "face" for a in args[1:])):
+        raise BadUrl(f"imgproxy option gravity: {':'.join(args)!r} is not supported "
+                     f"(use one of {', '.join(_COMPASS)}, fp:x:y or obj:face)")  # fmt: skip
+    if args[0] != "obj" and any(number("gravity", x, -1e6, 1e6) for x in args[1:3] if x):
+        raise BadUrl("imgproxy option gravity: offsets are only supported on crop (c:w:h:g:x:y)")
+    return _COMPASS[args[0]]
+
+
+def _edits(o: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    """crop, trim, rotate and watermark, in the variant's terms."""
+    found: dict[str, Any] = {}
+    if "crop" in o:  # c:width:height[:gravity[:x:y]], 0 = the whole side, ≤ 1 = a fraction
+        args = [*o["crop"], "", ""]
+        sides = [number("crop", a or "0", 0, 100_000) for a in args[:2]]
+        where = list(o["crop"][2:]) or list(o.get("gravity", ("ce",)))
+        if where[0] == "fp":
+            raise BadUrl("imgproxy option crop: a focal-point gravity is not supported yet")
+        x, y = (number("crop", a, -1e5, 1e5) if a else 0.0 for a in [*where[1:3], "", ""][:2])
+        found["crop"] = Crop(sides[0], sides[1], _gravity(where[:1]), x, y)
+    if "trim" in o:  # t:threshold[:colour[:equal_hor[:equal_ver]]]
+        args = [*o["trim"], "", "", ""]
+        colour = hex_colour(args[1]) if args[1] else None
+        if args[1] and colour is None:
+            raise BadUrl(f"imgproxy option trim: {args[1]!r} is not a hex colour")
+        found["trim"] = Trim(number("trim", args[0] or "10", 0, 442), colour,
+                             equal_x=boolean(args[2]), equal_y=boolean(args[3]))  # fmt: skip
+    if "rotate" in o:  # rot:angle, a multiple of 90
+        angle = integer("rotate", o["rotate"][0] if o["rotate"] else "0", -3600, 3600)
+        if angle % 90:
+            raise BadUrl(f"imgproxy option rotate: {angle} is not a multiple of 90")
+        found["rotate"] = angle % 360
+    if "watermark" in o and o["watermark"] and number("watermark", o["watermark"][0], 0, 1):
+        args = [*o["watermark"], "", "", "", ""]  # wm:opacity:position:x:y:scale
+        position = _POSITIONS.get(args[1] or "soea")
+        if position is None:
+            raise BadUrl(f"imgproxy option watermark: position {args[1]!r} is not one of "
+                         f"{', '.join(_POSITIONS)}")  # fmt: skip
+        x, y = (number("watermark", a, -1e5, 1e5) if a else 0.0 for a in args[2:4])
+        scale = number("watermark", args[4], 0, 1) if args[4] else 0.0
+        tile = position == "tile"
+        found["watermark"] = Watermark(
+            CONFIGURED, number("watermark", args[0], 0, 1), "centre" if tile else position,
+            x, y, scale, tile=tile,
+        )  # fmt: skip
+    return found
 
 
 def _padding(args: Sequence[str]) -> tuple[int, int, int, int]:
@@ -292,7 +335,6 @@ __all__ = [
     "ALIASES",
     "FORMATS",
     "GRAVITIES",
-    "NOT_YET",
     "RESIZING_TYPES",
     "BadUrl",
     "Parsed",

@@ -19,21 +19,23 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote
 
+from ..edits import Crop, EditError, Trim, Watermark
 from . import BadUrl, Processing, hex_colour
 
 _PATH = re.compile(
     r"""^
     (?:(?P<meta>meta)/)?
-    (?:(?P<trim>trim(?::(?:top-left|bottom-right))?(?::\d+)?)/)?
+    (?:trim(?P<trim>(?::(?:top-left|bottom-right))?(?::\d+)?)/)?
     (?:(?P<crop>\d+x\d+:\d+x\d+)/)?
     (?:(?P<fit>fit-in|adaptive-fit-in|full-fit-in|adaptive-full-fit-in)/)?
     (?:(?P<hflip>-)?(?P<width>\d+|orig)?x(?P<vflip>-)?(?P<height>\d+|orig)?/)?
     (?:(?P<halign>left|right|center)/)?
     (?:(?P<valign>top|bottom|middle)/)?
     (?:(?P<smart>smart)/)?
-    (?:filters:(?P<filters>[^/]*\))/)?
+    (?:filters:(?P<filters>.+?\))/)?
     (?P<image>.+)
     $""",
     re.VERBOSE,
@@ -53,10 +55,9 @@ _GRAVITY = {
 }  # fmt: skip
 _COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0),
             "green": (0, 128, 0), "blue": (0, 0, 255)}  # fmt: skip
-# Parsed, checked, and not rendered yet: refused with a clear message, never ignored.
-NOT_YET = ("meta", "trim", "crop", "adaptive-fit-in", "full-fit-in", "adaptive-full-fit-in",
-           "brightness", "contrast", "grayscale", "rotate", "focal", "watermark",
-           "max_bytes")  # fmt: skip
+_FITS = {"fit-in": ("inside", False), "adaptive-fit-in": ("inside", True),
+         "full-fit-in": ("outside", False), "adaptive-full-fit-in": ("outside", True)}  # fmt: skip
+_BOX = re.compile(r"^(\d+)x(\d+):(\d+)x(\d+)$")
 
 
 def sign(key: str, path: str) -> str:
@@ -82,7 +83,9 @@ class Parsed:
     valign: str = "middle"
     smart: bool = False
     filters: dict[str, str] = field(default_factory=dict)
-    refused: tuple[str, ...] = ()  # what the path asks that pixpipe does not render yet
+    trim: str | None = None  # "", ":bottom-right", ":top-left:50", ":20"
+    crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom
+    meta: bool = False  # thumbor's JSON of the operations: not served by pixpipe
 
 
 def split(path: str) -> tuple[str, str]:
@@ -105,9 +108,6 @@ def parse(path: str) -> Parsed:
     if match is None:
         raise BadUrl("not a thumbor path")
     m = match.groupdict()
-    refused = [name for name in ("meta", "trim", "crop") if m[name]]
-    if m["fit"] and m["fit"] != "fit-in":
-        refused.append(m["fit"])
     filters: dict[str, str] = {}
     if m["filters"]:
         text = m["filters"]
@@ -119,15 +119,25 @@ def parse(path: str) -> Parsed:
             if name not in FILTERS:
                 raise BadUrl(f"unknown thumbor filter {name!r}")
             filters[name] = args
-            if name in NOT_YET:
-                refused.append(name)
     flip = ("h" if m["hflip"] else "") + ("v" if m["vflip"] else "")
+    crop = _box(m["crop"]) if m["crop"] else None
     return Parsed(
         image=unquote(m["image"]), width=_side(m["width"]), height=_side(m["height"]),
         fit=m["fit"], flip=flip, halign=m["halign"] or "center",
         valign=m["valign"] or "middle", smart=bool(m["smart"]), filters=filters,
-        refused=tuple(refused),
+        trim=m["trim"], crop=crop, meta=bool(m["meta"]),
     )  # fmt: skip
+
+
+def _box(text: str) -> tuple[int, int, int, int]:
+    """``AxB:CxD``: left, top, right, bottom."""
+    found = _BOX.match(text.strip())
+    if found is None:
+        raise BadUrl(f"thumbor box {text!r} is not AxB:CxD (left x top : right x bottom)")
+    left, top, right, bottom = (int(g) for g in found.groups())
+    if right <= left or bottom <= top:
+        raise BadUrl(f"thumbor box {text!r} has no area (right must pass left, bottom top)")
+    return left, top, right, bottom
 
 
 def colour(text: str) -> tuple[int, int, int]:
@@ -141,9 +151,9 @@ def colour(text: str) -> tuple[int, int, int]:
 
 
 def processing(parsed: Parsed) -> Processing:
-    """Check what is asked and turn it into pixpipe's terms; refuse what is not rendered yet."""
-    if parsed.refused:
-        raise BadUrl(f"thumbor {', '.join(parsed.refused)}: not supported by pixpipe yet")
+    """Check what is asked and turn it into pixpipe's terms."""
+    if parsed.meta:
+        raise BadUrl("thumbor meta/ (the operations as JSON) is not served by pixpipe")
     f = parsed.filters
     quality = None
     if "quality" in f:
@@ -160,15 +170,80 @@ def processing(parsed: Parsed) -> Processing:
         if name in f:
             background = colour(f[name])
     both = parsed.width is not None and parsed.height is not None
-    if parsed.fit == "fit-in" or not both:
-        fit, gravity = "inside", "centre"
+    adapt = False
+    if parsed.fit or not both:
+        (fit, adapt), gravity = _FITS.get(parsed.fit or "fit-in", ("inside", False)), "centre"
+        adapt = adapt and both
     else:  # thumbor's default: fill the box, cropping what is over
         fit = "cover"
         gravity = "attention" if parsed.smart else _GRAVITY[(parsed.halign, parsed.valign)]
+    try:
+        edits = _edits(parsed)
+    except EditError as exc:
+        raise BadUrl(f"thumbor {exc}") from None
     return Processing(
         parsed.width, parsed.height, fit, gravity, "no_upscale" not in f, fmt, quality,
         background, flip=parsed.flip, blur=_sigma(f, "blur", 0), sharpen=_sigma(f, "sharpen", 1),
+        adapt=adapt, **edits,
     )  # fmt: skip
+
+
+def _integer(name: str, text: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"-?[0-9]{1,6}", text.strip()) or not low <= int(text) <= high:
+        raise BadUrl(f"thumbor filter {name}({text}): a whole number from {low} to {high}")
+    return int(text)
+
+
+def _edits(parsed: Parsed) -> dict[str, Any]:
+    """trim, the crop box and the filters that edit (tone, grayscale, rotate, focal,
+    watermark, max_bytes), in the variant's terms."""
+    f, found = parsed.filters, dict[str, Any]()
+    if parsed.trim is not None:  # trim[:top-left|bottom-right][:tolerance]
+        parts = [p for p in parsed.trim.split(":") if p]
+        corner = parts.pop(0) if parts and not parts[0].isdigit() else "top-left"
+        found["trim"] = Trim(float(parts[0]) if parts else 0, corner=corner)
+    if parsed.crop is not None:  # pixels of the original: the northwest corner moved by A, B
+        left, top, right, bottom = parsed.crop
+        found["crop"] = Crop(right - left, bottom - top, "northwest", left, top)
+    for name in ("brightness", "contrast"):
+        if name in f:
+            found[name] = float(_integer(name, f[name], -100, 100))
+    if "grayscale" in f:
+        found["grayscale"] = True
+    if "rotate" in f:  # counter-clockwise (PIL); other than a multiple of 90 thumbor ignores it
+        angle = _integer("rotate", f["rotate"], -3600, 3600)
+        found["turn"] = (-angle) % 360 if angle % 90 == 0 else 0
+    if "focal" in f:  # focal(AxB:CxD): the middle of the box, pixels of the original
+        left, top, right, bottom = _box(f["focal"])
+        found["focus"] = ((left + right) / 2, (top + bottom) / 2)
+    if "max_bytes" in f:
+        found["max_bytes"] = _integer("max_bytes", f["max_bytes"], 512, 100_000_000)
+    if "watermark" in f:
+        found["watermark"] = _watermark(f["watermark"])
+    return found
+
+
+def _watermark(text: str) -> Watermark:
+    """``watermark(image, x, y, alpha[, w_ratio[, h_ratio]])``: x from the left (negative:
+    from the right), ``center`` or ``repeat``; y likewise; alpha 0 (opaque) to 100."""
+    args = [a.strip() for a in text.split(",")]
+    if len(args) < 4:
+        raise BadUrl(f"thumbor filter watermark({text}): image, x, y, alpha[, w_ratio]")
+    image, x, y, alpha = unquote(args[0]), args[1], args[2], args[3]
+    tile = "repeat" in (x, y)
+    where, offsets = [], []
+    for value, (start, end) in ((y, ("north", "south")), (x, ("west", "east"))):
+        if value in ("center", "repeat"):
+            offsets.append(0)
+            continue
+        number = _integer("watermark", value, -100_000, 100_000)
+        where.append(end if value.startswith("-") else start)
+        offsets.append(abs(number))
+    gravity = "".join(where) or "centre"
+    ratio = _integer("watermark", args[4], 0, 100) / 100 if len(args) > 4 and args[4] != "none" \
+        else 0.0  # fmt: skip
+    opacity = 1 - _integer("watermark", alpha, 0, 100) / 100
+    return Watermark(image, opacity, gravity, offsets[1], offsets[0], ratio, tile=tile)
 
 
 def _sigma(filters: dict[str, str], name: str, which: int) -> float:
@@ -191,7 +266,6 @@ def _sigma(filters: dict[str, str], name: str, which: int) -> float:
 __all__ = [
     "FILTERS",
     "FORMATS",
-    "NOT_YET",
     "BadUrl",
     "Parsed",
     "Processing",

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 
-from ..compat import BadUrl, Processing, imgproxy, thumbor
+from ..compat import EFFECTS, BadUrl, Processing, imgproxy, thumbor
 from ..pipeline.runtime import Runtime
 from ..recipe import MAX_SIDE, RecipeError, Variant
 from ..storage import BadKey, check_original_key
@@ -46,9 +46,9 @@ def source_key(rt: Runtime, source: str) -> str:
 
 def to_variant(wanted: Processing, accept: str | None) -> Variant:
     """Processing options → the one variant pixpipe renders (dpr applied, sides capped)."""
-    width, height = wanted.width, wanted.height
-    if width is None and height is None:
-        width = height = MAX_SIDE  # no size: the original's, never enlarged
+    width, height, enlarge = wanted.width, wanted.height, wanted.enlarge
+    if width is None and height is None:  # no size: the original's, never enlarged
+        width, height, enlarge = MAX_SIDE, MAX_SIDE, False
     dpr = wanted.dpr
     if dpr != 1.0:
         width, height = (None if s is None else max(1, min(MAX_SIDE, round(s * dpr)))
@@ -59,12 +59,12 @@ def to_variant(wanted: Processing, accept: str | None) -> Variant:
         changes["quality"] = wanted.quality
     if wanted.background is not None:
         changes["background"] = wanted.background
-    for effect in ("focus", "flip", "blur", "sharpen", "padding"):
+    for effect in EFFECTS:
         changes[effect] = getattr(wanted, effect)
     try:
         variant = Variant(
             name="t", width=width, height=height, fit=wanted.fit, gravity=wanted.gravity,
-            format=negotiate(accept) if fmt == "auto" else fmt, enlarge=wanted.enlarge,
+            format=negotiate(accept) if fmt == "auto" else fmt, enlarge=enlarge,
             strip=wanted.strip,
         )  # fmt: skip
         return replace(variant, **changes) if changes else variant
@@ -94,6 +94,12 @@ async def resolve_imgproxy(state: Any, raw_path: str, accept: str | None) -> Tar
     if wanted.expires is not None and time.time() > wanted.expires:
         raise HTTPException(403, f"this URL expired at {wanted.expires} (unix time)")
     key = source_key(rt, parsed.source)
+    if wanted.watermark is not None:  # imgproxy's image is its server's: here [api] watermark
+        if not rt.settings.api.watermark:
+            raise HTTPException(400, "imgproxy option watermark needs [api] watermark (an "
+                                     "originals key)")  # fmt: skip
+        wanted = replace(wanted, watermark=replace(wanted.watermark,
+                                                   image=rt.settings.api.watermark))  # fmt: skip
     vary = ["Accept"] if wanted.format == "auto" else []
     return await target(rt, key, to_variant(wanted, accept), vary)
 

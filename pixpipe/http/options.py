@@ -16,14 +16,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
+from ..edits import Crop, EditError, Trim, Watermark, fraction
 from ..recipe import FITS, FORMATS, GRAVITIES, MAX_SIDE, Recipe, RecipeError, Variant
+from .edit_options import EDITS, RULES, edit_text
 
 NAMES = ("w", "h", "fit", "g", "f", "q", "dpr", "preset", "exp", "fp", "flip", "blur", "sharpen",
-         "pad")  # fmt: skip
+         "pad", "rot", "trim", "crop", "adapt", "brightness", "contrast", "grayscale",
+         "maxbytes", "wm")  # fmt: skip
 END = "_"
 TRANSFORM_FORMATS = (*FORMATS, "auto")
 MAX_DPR = 4.0
-_OPTION = re.compile(r"^(w|h|fit|g|f|q|dpr|preset|exp|fp|flip|blur|sharpen|pad):(.*)$", re.DOTALL)
+_OPTION = re.compile(rf"^({'|'.join(NAMES)}):(.*)$", re.DOTALL)
 _SIGMA = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,2})?$")
 _FRACTION = re.compile(r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$")
 _INT = re.compile(r"^[0-9]{1,6}$")
@@ -52,6 +55,15 @@ class TransformOptions:
     blur: float | None = None  # blur:2 (sigma)
     sharpen: float | None = None  # sharpen:1.5 (sigma)
     padding: tuple[int, int, int, int] | None = None  # pad:10 or pad:top,right,bottom,left
+    rotate: int | None = None  # rot:90 (clockwise, before the resize; the box is the result's)
+    trim: Trim | None = None  # trim:10 or trim:10,ffffff (threshold, border colour)
+    crop: Crop | None = None  # crop:W,H[,gravity[,x,y]] before the resize (0.5: half the side)
+    adapt: bool | None = None  # adapt:1, the box turned to the original's orientation
+    brightness: float | None = None  # brightness:-100..100
+    contrast: float | None = None  # contrast:-100..100
+    grayscale: bool | None = None  # grayscale:1
+    max_bytes: int | None = None  # maxbytes:50000 (quality lowered until it fits)
+    watermark: Watermark | None = None  # wm:opacity[,gravity|tile[,x,y[,scale]]]; [api] watermark
     # w:auto / dpr:auto: from the client's hints (Sec-CH-Width, Sec-CH-DPR) when it sends them
     width_hint: bool = False
     dpr_hint: bool = False
@@ -69,10 +81,14 @@ class TransformOptions:
 
 
 def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, tuple):
         return ",".join(_text(v) for v in value)
+    if (edit := edit_text(value)) is not None:
+        return edit
     return str(value)
 
 
@@ -129,6 +145,11 @@ def _value(name: str, value: str) -> object:
                        value)  # fmt: skip
         numbers = tuple(int(p) for p in sides)
         return numbers * 4 if len(numbers) == 1 else numbers
+    if name in EDITS:
+        try:
+            return EDITS[name](value)
+        except (EditError, ValueError, IndexError):
+            raise _bad(name, RULES[name], value) from None
     if name == "exp":
         if not re.fullmatch(r"[0-9]{1,12}", value):
             raise _bad(name, "a unix time in seconds", value)
@@ -173,7 +194,7 @@ def parse_options(text: str) -> TransformOptions:
     if used != len(segments) or END in segments:
         bad = segments[used] if used < len(segments) else END
         raise BadOptions(
-            f"unknown option {bad!r} (expected name:value with a name from {', '.join(NAMES)})"
+            f"option {bad!r} is unknown (expected name:value with a name from {', '.join(NAMES)})"
         )
     return options
 
@@ -228,8 +249,12 @@ def hinted(
     return (replace(options, **changes) if changes else options), used  # type: ignore[arg-type]
 
 
-def to_variant(options: TransformOptions, recipe: Recipe, accept: str | None = None) -> Variant:
-    """Resolve options (over a preset, if named) into the one variant to render."""
+def to_variant(
+    options: TransformOptions, recipe: Recipe, accept: str | None = None,
+    watermark: str | None = None,
+) -> Variant:  # fmt: skip
+    """Resolve options (over a preset, if named) into the one variant to render; ``wm`` lays
+    the ``watermark`` image (an originals key, ``[api] watermark``) over it."""
     changes: dict[str, object] = {}
     if options.preset is not None:
         preset = next((v for v in recipe if v.name == options.preset), None)
@@ -245,9 +270,16 @@ def to_variant(options: TransformOptions, recipe: Recipe, accept: str | None = N
         elif options.fit not in (None, "inside"):
             raise BadOptions(f"option fit:{options.fit} needs w and h")
     for attr in ("width", "height", "fit", "gravity", "quality", "focus", "flip", "blur",
-                 "sharpen", "padding"):  # fmt: skip
+                 "sharpen", "padding", "rotate", "trim", "crop", "adapt", "brightness",
+                 "contrast", "grayscale", "max_bytes"):  # fmt: skip
         if getattr(options, attr) is not None:
             changes[attr] = getattr(options, attr)
+    if options.focus is not None:  # fp: gives fractions, 1 the far edge
+        changes["focus"] = (fraction(options.focus[0]), fraction(options.focus[1]))
+    if options.watermark is not None:
+        if not watermark:
+            raise BadOptions("option wm needs a watermark image: set [api] watermark")
+        changes["watermark"] = replace(options.watermark, image=watermark)
     if options.format is not None:
         changes["format"] = negotiate(accept) if options.format == "auto" else options.format
     dpr = options.dpr or 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import Limits
@@ -38,9 +38,12 @@ class Renders:
             self._pool = RenderPool(workers, self.limits)
         return self._pool
 
-    async def render(self, data: bytes, variant: Variant) -> Output:
-        """One variant of ``data`` (``PixpipeError`` with a kind for a bad input)."""
-        rendered = await self.pool.render(data, Recipe((variant,)))
+    async def render(
+        self, data: bytes, variant: Variant, assets: Mapping[str, bytes] | None = None
+    ) -> Output:
+        """One variant of ``data`` (``PixpipeError`` with a kind for a bad input); ``assets``:
+        the watermark's image, by the name the variant gives it."""
+        rendered = await self.pool.render(data, Recipe((variant,), assets or {}))
         output: Output = rendered.variants[0]
         return output
 

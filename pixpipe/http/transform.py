@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -78,7 +78,7 @@ async def resolve(state: Any, signature: str, path: str, headers: Mapping[str, s
         options, key = parse_path(path)
         check_original_key(key)
         options, hints = hinted(options, headers)
-        variant = to_variant(options, rt.recipe, headers.get("accept"))
+        variant = to_variant(options, rt.recipe, headers.get("accept"), rt.settings.api.watermark)
     except BadOptions as exc:
         raise HTTPException(400, str(exc)) from None
     if options.expires is not None and time.time() > options.expires:
@@ -101,6 +101,8 @@ async def target(rt: Runtime, key: str, variant: Variant, vary: Sequence[str] = 
         if source is None:
             raise HTTPException(404, f"no original {key!r}")
     rt.settings.limits.frozen().check_size(source.size)  # before a byte of it is read
+    if variant.watermark is not None:
+        variant = await _watermark_version(rt, variant)
     fmt = await _output_format(rt.stores.originals, source, variant)
     return Target(source, variant, cache_key(source.key, source.etag, variant, fmt), extra,
                   fallback)  # fmt: skip
@@ -182,6 +184,19 @@ class HotHits:
         await response(scope, receive, send)
 
 
+async def _watermark_version(rt: Runtime, variant: Variant) -> Variant:
+    """The variant with its watermark's version (the image's etag): a new logo, new results."""
+    assert variant.watermark is not None
+    try:
+        key = check_original_key(variant.watermark.image)
+    except BadKey as exc:
+        raise HTTPException(400, f"watermark: {exc}") from None
+    found = await rt.stores.originals.head(key)
+    if found is None:
+        raise HTTPException(404, f"no watermark image {key!r} in the originals store")
+    return replace(variant, watermark=replace(variant.watermark, version=found.etag or ""))
+
+
 async def _fallback(rt: Runtime) -> Meta | None:
     key = rt.settings.api.transform_fallback
     return await rt.stores.originals.head(key) if key else None
@@ -249,8 +264,11 @@ async def _render(
 
     async def work() -> tuple[bytes, str, str | None]:
         data = await rt.stores.originals.get(source.key)
+        assets = {}
+        if variant.watermark is not None:
+            assets[variant.watermark.image] = await rt.stores.originals.get(variant.watermark.image)
         started = time.perf_counter()
-        output = await renders.render(data, variant)
+        output = await renders.render(data, variant, assets)
         metrics.transform_seconds.observe(time.perf_counter() - started)
         etag = await rt.stores.cache.put(
             ckey, output.data, content_type=output.content_type, cache_control=REVALIDATE

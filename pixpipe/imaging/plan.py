@@ -7,6 +7,9 @@ Pure arithmetic on sizes, no pixels: the sizes tests assert are decided here.
   (imgproxy's behaviour), so a square thumbnail of a small photo is still square.
 - ``contain``: fit inside, then pad to exactly W×H with ``background``.
 - ``fill``: stretch to exactly W×H.
+- ``outside``: the smallest size that covers W×H, nothing cropped (thumbor's full-fit-in).
+- ``auto``: ``cover`` when the box and the source have the same orientation, else ``inside``.
+- ``adapt``: the box is turned to the source's orientation first (thumbor's adaptive-fit-in).
 """
 
 from __future__ import annotations
@@ -27,11 +30,18 @@ class Geometry:
 def geometry(width: int, height: int, variant: Variant) -> Geometry:
     """Where ``variant`` takes a ``width``×``height`` (upright) source."""
     box_w, box_h = variant.width, variant.height
-    if variant.fit == "fill":
+    fit = variant.fit
+    if box_w and box_h and (fit == "auto" or variant.adapt):
+        same = (box_w >= box_h) == (width >= height)
+        if fit == "auto":  # imgproxy's rt:auto
+            fit = "cover" if same else "inside"
+        if variant.adapt and not same:  # thumbor's adaptive-fit-in: the box turned
+            box_w, box_h = box_h, box_w
+    if fit == "fill":
         assert box_w and box_h
         size = (box_w, box_h)
         return Geometry(size, size)
-    if variant.fit == "cover":
+    if fit == "cover":
         assert box_w and box_h
         scale = max(box_w / width, box_h / height)
         if scale > 1 and not variant.enlarge:
@@ -44,11 +54,11 @@ def geometry(width: int, height: int, variant: Variant) -> Geometry:
         resize = (max(box_w, round(width * scale)), max(box_h, round(height * scale)))
         return Geometry(resize, (box_w, box_h))
     scales = [s for s in (box_w and box_w / width, box_h and box_h / height) if s]
-    scale = min(scales)
+    scale = max(scales) if fit == "outside" else min(scales)
     if not variant.enlarge:
         scale = min(scale, 1.0)
     resize = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if variant.fit == "contain":
+    if fit == "contain":
         assert box_w and box_h
         return Geometry(resize, (box_w, box_h))
     return Geometry(resize, resize)

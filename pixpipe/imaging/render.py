@@ -1,7 +1,9 @@
 """``render``: one original in, every variant out. Pure: bytes in, bytes out, no I/O.
 
 inspect (sniff, header, limits) → plan (geometry, base size) → decode once → per variant:
-derive from the smallest in-memory image that is still big enough → shape → flatten → encode.
+derive from the smallest in-memory image that is still big enough → shape → watermark →
+flatten → encode. A variant that edits its original (trim, crop, rotate) or is animated gets
+a decode of its own (``prepare.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from .inspect import inspect
 from .libvips import time_limit, vips_failure, watched
 from .placeholder import placeholder
 from .plan import Geometry, base_size, geometry
+from .prepare import prepared
 from .source import Source
 from .steps import flatten, resize, shape
+from .watermark import watermarked
 
 Strategy = Literal["once", "each"]
 
@@ -83,13 +87,14 @@ def _render(
     strategy: Strategy,
 ) -> Rendered:  # fmt: skip
     try:
-        if strategy == "each":
-            outputs = {v.name: _render_each(data, source, v, g) for v, g in plans}
+        shared = [g for v, g in plans if not v.edits_source]
+        if strategy == "each" or not shared:
+            outputs = {v.name: _render_each(data, source, v, g, recipe) for v, g in plans}
             smallest = decode(data, source, _thumb_size(source), animated=False)
         else:
-            size = base_size(source.width, source.height, [g for _, g in plans])
-            base = decode(data, source, size, animated=False)
-            outputs, smallest = _render_once(data, source, base, plans)
+            base = decode(data, source, base_size(source.width, source.height, shared),
+                          animated=False)  # fmt: skip
+            outputs, smallest = _render_once(data, source, base, plans, recipe)
         hashed, colour = placeholder(smallest)
     except pyvips.Error as exc:
         raise vips_failure(exc, source.format) from None
@@ -98,15 +103,16 @@ def _render(
 
 
 def _render_once(
-    data: bytes, source: Source, base: pyvips.Image, plans: list[tuple[Variant, Geometry]]
-) -> tuple[dict[str, Output], pyvips.Image]:
+    data: bytes, source: Source, base: pyvips.Image, plans: list[tuple[Variant, Geometry]],
+    recipe: Recipe,
+) -> tuple[dict[str, Output], pyvips.Image]:  # fmt: skip
     """Largest first, each variant resized from the smallest pooled image that covers it.
     Also returns that smallest image: the placeholder is cheapest made from it."""
     pool = [base]
     outputs = {}
     for variant, geo in sorted(plans, key=lambda p: -(p[1].resize[0] * p[1].resize[1])):
-        if _animated(source, variant):
-            outputs[variant.name] = _render_each(data, source, variant, geo)
+        if _animated(source, variant) or variant.edits_source:
+            outputs[variant.name] = _render_each(data, source, variant, geo, recipe)
             continue
         width, height = geo.resize
         src = min(
@@ -117,19 +123,26 @@ def _render_once(
         if resized is not src and variant.fit != "fill":
             resized = watched(resized).copy_memory()
             pool.append(resized)
-        outputs[variant.name] = _finish(resized, source, variant, geo)
+        outputs[variant.name] = _finish(resized, source, variant, geo, recipe)
     return outputs, min(pool, key=lambda p: p.width * p.height)
 
 
-def _render_each(data: bytes, source: Source, variant: Variant, geo: Geometry) -> Output:
-    """One variant from its own decode (animated outputs, and the "each" strategy)."""
+def _render_each(
+    data: bytes, source: Source, variant: Variant, geo: Geometry, recipe: Recipe
+) -> Output:
+    """One variant from its own decode (edited originals, animated outputs, and the "each"
+    strategy)."""
+    if variant.edits_source:
+        image, geo, frame = prepared(data, source, variant)
+        return _finish(image, source, variant, geo, recipe, frame)
     animated = _animated(source, variant)
     image = decode(data, source, geo.resize, animated=animated)
     if not animated:
-        return _finish(image, source, variant, geo)
+        return _finish(image, source, variant, geo, recipe)
     page = image.get("page-height") if "page-height" in image.get_fields() else image.height
+    frame = (source.width, source.height)
     frames = [
-        shape(image.crop(0, top, image.width, page), geo, variant)
+        _marked(shape(image.crop(0, top, image.width, page), geo, variant, frame), variant, recipe)
         for top in range(0, image.height, page)
     ]
     joined = pyvips.Image.arrayjoin(frames, across=1).copy()
@@ -142,13 +155,23 @@ def _render_each(data: bytes, source: Source, variant: Variant, geo: Geometry) -
     return Output(variant.name, fmt, frames[0].width, frames[0].height, data)
 
 
-def _finish(image: pyvips.Image, source: Source, variant: Variant, geo: Geometry) -> Output:
+def _finish(
+    image: pyvips.Image, source: Source, variant: Variant, geo: Geometry, recipe: Recipe,
+    frame: tuple[int, int] | None = None,
+) -> Output:  # fmt: skip
     fmt = variant.output_format(source.format)
-    image = shape(image, geo, variant)
+    image = _marked(shape(image, geo, variant, frame or (source.width, source.height)), variant,
+                    recipe)  # fmt: skip
     if fmt not in ALPHA_FORMATS:
         image = flatten(image, variant.background)
     data = encode(watched(image), fmt, variant)
     return Output(variant.name, fmt, image.width, image.height, data)
+
+
+def _marked(image: pyvips.Image, variant: Variant, recipe: Recipe) -> pyvips.Image:
+    if variant.watermark is None:
+        return image
+    return watermarked(image, variant.watermark, recipe.asset(variant.watermark.image))
 
 
 def _thumb_size(source: Source) -> tuple[int, int]:

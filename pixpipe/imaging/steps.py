@@ -1,24 +1,21 @@
 """The pixel steps, each a pure ``(image, params) → image`` helper (imgproxy's shape).
 
-Order, per variant: resize → crop (cover; at a compass anchor, where libvips finds interest, or
-around a focal point) or embed (contain) → the effects (flip, blur, sharpen, padding) →
-flatten (no alpha in the output). Colour and orientation are settled once, at decode
-(see ``decode.py``).
+Order, per variant: resize → crop (cover; at a compass anchor, where libvips finds interest,
+around the faces, or around a focal point) or embed (contain) → the effects (flip, brightness,
+contrast, grayscale, blur, sharpen, padding; then the watermark, ``watermark.py``) → flatten
+(no alpha in the output). Colour and orientation are settled once, at decode (see
+``decode.py``); trim, crop by coordinates and rotation before the resize (``prepare.py``).
 """
 
 from __future__ import annotations
 
 import pyvips
 
+from ..edits import ANCHORS, length
 from ..recipe import Variant
 from .plan import Geometry
 
 _SMART = {"attention", "entropy"}
-# (x, y) anchor of the crop window for each compass gravity: 0 start, 1 centre, 2 end.
-_ANCHORS = {
-    "centre": (1, 1), "north": (1, 0), "south": (1, 2), "east": (2, 1), "west": (0, 1),
-    "northeast": (2, 0), "northwest": (0, 0), "southeast": (2, 2), "southwest": (0, 2),
-}  # fmt: skip
 
 
 def to_srgb(image: pyvips.Image) -> pyvips.Image:
@@ -40,18 +37,26 @@ def crop(
     focus: tuple[float, float] | None = None,
 ) -> pyvips.Image:  # fmt: skip
     """Cut ``size`` out of ``image``: centred on a focal point (fractions of the width and
-    height) as far as the edges allow, else at a compass anchor or where libvips finds
-    interest."""
+    height) as far as the edges allow, else at a compass anchor, where libvips finds
+    interest, or around the faces (``attention`` where there is none)."""
     width, height = size
     if (image.width, image.height) == size:
         return image
+    if gravity == "face" and focus is None:
+        from .faces import face_box  # OpenCV loads only for a face crop
+
+        found = face_box(image)
+        if found is None:
+            gravity = "attention"
+        else:
+            focus = (found[0] + found[2] / 2, found[1] + found[3] / 2)
     if focus is not None:
         left = min(max(round(focus[0] * image.width - width / 2), 0), image.width - width)
         top = min(max(round(focus[1] * image.height - height / 2), 0), image.height - height)
         return image.crop(left, top, width, height)
     if gravity in _SMART:
         return image.smartcrop(width, height, interesting=gravity)
-    ax, ay = _ANCHORS[gravity]
+    ax, ay = ANCHORS[gravity]
     left = (image.width - width) * ax // 2
     top = (image.height - height) * ay // 2
     return image.crop(left, top, width, height)
@@ -75,23 +80,48 @@ def embed(
     return image.gravity("centre", width, height, extend="background", background=colour)
 
 
-def shape(image: pyvips.Image, geometry: Geometry, variant: Variant) -> pyvips.Image:
-    """Resize and crop or pad one frame into ``variant``'s final geometry, then its effects."""
+def shape(
+    image: pyvips.Image, geometry: Geometry, variant: Variant, frame: tuple[int, int]
+) -> pyvips.Image:
+    """Resize and crop or pad one frame into ``variant``'s final geometry, then its effects.
+    ``frame``: the size of the image the variant's focal point is measured in (fractions
+    under 1, else pixels)."""
     image = resize(image, geometry.resize)
     if variant.fit == "contain":
         image = embed(image, geometry.final, variant.background)
     else:
-        image = crop(image, geometry.final, variant.gravity, variant.focus)
+        focus = variant.focus
+        if focus is not None:
+            focus = (length(focus[0], frame[0]) / frame[0], length(focus[1], frame[1]) / frame[1])
+        image = crop(image, geometry.final, variant.gravity, focus)
     return effects(image, variant)
 
 
+def tone(image: pyvips.Image, brightness: float, contrast: float) -> pyvips.Image:
+    """thumbor's brightness (a share of full scale added) and contrast (its factor around
+    mid-grey), on the colour bands only."""
+    shift = brightness * 255 / 100
+    amount = contrast * 255 / 100
+    factor = 259 * (amount + 255) / (255 * (259 - amount))
+    bands = image.bands - (1 if image.hasalpha() else 0)
+    scale = [factor] * bands + [1] * (image.bands - bands)
+    offset = [128 - 128 * factor + shift] * bands + [0] * (image.bands - bands)
+    return image.linear(scale, offset).cast("uchar")
+
+
 def effects(image: pyvips.Image, variant: Variant) -> pyvips.Image:
-    """The variant's effects on its shaped image: flip, blur, sharpen, then padding (in the
-    background colour, opaque, which makes the output that much larger)."""
+    """The variant's effects on its shaped image: flip, tone, grayscale, turn, blur, sharpen,
+    then padding (in the background colour, opaque, which makes the output that much larger)."""
     if "h" in variant.flip:
         image = image.fliphor()
     if "v" in variant.flip:
         image = image.flipver()
+    if variant.brightness or variant.contrast:
+        image = tone(image, variant.brightness, variant.contrast)
+    if variant.grayscale:
+        image = image.colourspace("b-w").colourspace("srgb")
+    if variant.turn:
+        image = image.rotate(variant.turn)
     if variant.blur > 0:
         image = image.gaussblur(variant.blur)
     if variant.sharpen > 0:  # sharp's slopes: libvips' own default leaves soft edges alone
@@ -111,4 +141,5 @@ __all__ = [
     "resize",
     "shape",
     "to_srgb",
+    "tone",
 ]

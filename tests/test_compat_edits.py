@@ -1,0 +1,150 @@
+"""The edits through every URL grammar, rendered by a real pixpipe: pixpipe's own /t/,
+imgproxy's and thumbor's URLs ask for the same trim, crop, rotation, fits, tone, watermark and
+max_bytes, and get the same pixels from the one renderer (tests/test_edits.py checks the pixels
+of each edit on its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import pyvips
+
+from pixpipe.compat import imgproxy, thumbor
+from pixpipe.http.signing import transform_path
+from tests import images
+from tests.test_http_harness import API_KEY, SECRET, Live, live_pixpipe
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("http-compat-edits")]
+KEY_HEX, SALT_HEX = "736563726574", "68656C6C6F"
+THUMBOR_KEY = "my-security-key"
+FRAMED = "ed/framed.png"  # a 200×100 blue box in a 50 px white border
+PHOTO = "ed/photo.jpg"  # 1200×800
+LOGO = "ed/logo.png"  # 40×20 red
+BLUE = (30, 30, 220)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    api = {"keys": [API_KEY], "signing_secret": SECRET, "watermark": LOGO}
+    with live_pixpipe(
+        tmp_path_factory, api=api, imgproxy={"key": KEY_HEX, "salt": SALT_HEX},
+        thumbor={"security_key": THUMBOR_KEY},
+    ) as pixpipe:  # fmt: skip
+        white = images.solid(300, 200, (255, 255, 255))
+        canvas = white.insert(images.solid(200, 100, BLUE), 50, 50)
+        pixpipe.processed(FRAMED, images.png(canvas))
+        pixpipe.processed(PHOTO, images.jpeg(images.photo(1200, 800)))
+        pixpipe.processed(LOGO, images.png(images.solid(40, 20, images.RED)))
+        yield pixpipe
+
+
+def own(options: str, key: str) -> str:
+    return transform_path(SECRET, options, key)
+
+
+def via_imgproxy(options: str, key: str) -> str:
+    path = quote(f"/{options}/plain/local:///{key}", safe="/:@,%")
+    (pair,) = imgproxy.hex_pairs([KEY_HEX], [SALT_HEX])
+    return f"/imgproxy/{imgproxy.sign(*pair, path)}{path}"
+
+
+def via_thumbor(options: str, key: str) -> str:
+    path = quote(f"{options}/{key}", safe="/:(),")
+    return f"/thumbor/{thumbor.sign(THUMBOR_KEY, path)}/{path}"
+
+
+def fetched(live: Live, url: str) -> pyvips.Image:
+    response = live.http.get(url)
+    assert response.status_code == 200, response.text
+    return images.decoded(response.content)
+
+
+# The same request in each grammar: the same size and the same pixels.
+SAME = [
+    pytest.param(own("trim:10/f:png", FRAMED), via_imgproxy("t:10/f:png", FRAMED),
+                 via_thumbor("trim:10/filters:format(png)", FRAMED), (200, 100), id="trim"),
+    pytest.param(own("crop:600,400,northwest/w:300/f:png", PHOTO),
+                 via_imgproxy("c:600:400:nowe/w:300/f:png", PHOTO),
+                 via_thumbor("0x0:600x400/300x0/filters:format(png)", PHOTO), (300, 200),
+                 id="crop"),
+    pytest.param(own("crop:600,400,northwest,300,200/w:300/f:png", PHOTO),
+                 via_imgproxy("c:600:400:nowe:300:200/w:300/f:png", PHOTO),
+                 via_thumbor("300x200:900x600/300x0/filters:format(png)", PHOTO), (300, 200),
+                 id="crop-offset"),
+    pytest.param(own("w:200/h:300/fit:cover/rot:90/f:png", PHOTO),
+                 via_imgproxy("rs:fill:200:300/rot:90/f:png", PHOTO),
+                 via_thumbor("300x200/filters:rotate(270):format(png)", PHOTO), (200, 300),
+                 id="rotate"),
+    pytest.param(own("w:300/h:300/fit:outside/f:png", PHOTO), None,
+                 via_thumbor("full-fit-in/300x300/filters:format(png)", PHOTO), (450, 300),
+                 id="outside"),
+    pytest.param(own("w:200/h:300/adapt:1/f:png", PHOTO), None,
+                 via_thumbor("adaptive-fit-in/200x300/filters:format(png)", PHOTO), (300, 200),
+                 id="adaptive"),
+    pytest.param(own("w:300/brightness:20/contrast:10/grayscale:1/f:png", PHOTO), None,
+                 via_thumbor("300x0/filters:brightness(20):contrast(10):grayscale():format(png)",
+                             PHOTO), (300, 200), id="tone"),
+    pytest.param(own("w:300/wm:0.5,northwest,10,10/f:png", PHOTO),
+                 via_imgproxy("w:300/wm:0.5:nowe:10:10/f:png", PHOTO),
+                 via_thumbor(f"300x0/filters:watermark({LOGO},10,10,50):format(png)", PHOTO),
+                 (300, 200), id="watermark"),
+]
+
+
+@pytest.mark.parametrize(("ours", "imgproxys", "thumbors", "size"), SAME)
+def test_every_grammar_gets_the_same_image(
+    live: Live, ours: str, imgproxys: str | None, thumbors: str, size: tuple[int, int]
+) -> None:
+    mine = fetched(live, ours)
+    assert (mine.width, mine.height) == size
+    for url in (imgproxys, thumbors):
+        if url is not None:
+            theirs = fetched(live, url)
+            assert (theirs.width, theirs.height) == size
+            assert (theirs - mine).abs().max() == 0, url
+
+
+def test_trim_crop_and_rotation_show_in_the_pixels(live: Live) -> None:
+    trimmed = fetched(live, own("trim:10/f:png", FRAMED))
+    assert images.pixel(trimmed, 0, 0)[:3] == list(BLUE)  # the white border is gone
+    marked = fetched(live, own("w:300/wm:1,northwest,10,10/f:png", PHOTO))
+    assert images.pixel(marked, 15, 15)[:3] == list(images.RED)
+    plain = fetched(live, own("w:300/f:png", PHOTO))
+    assert images.pixel(plain, 15, 15)[:3] != list(images.RED)
+    turned = fetched(live, own("w:800/rot:180/f:png", PHOTO))
+    assert (turned - plain.resize(800 / 300).rot180()).abs().avg() < 30  # roughly the same
+
+
+def test_a_new_watermark_makes_new_results(live: Live) -> None:
+    """The logo's version is in the cache key: replacing it never serves the old mark."""
+    url = own("w:300/wm:1,northwest/f:png", FRAMED)
+    assert images.pixel(fetched(live, url), 2, 2)[:3] == list(images.RED)
+    live.processed(LOGO, images.png(images.solid(40, 20, (0, 200, 0))))
+    assert images.pixel(fetched(live, url), 2, 2)[:3] == [0, 200, 0]
+    live.processed(LOGO, images.png(images.solid(40, 20, images.RED)))
+
+
+def test_max_bytes_through_the_routes(live: Live) -> None:
+    free = live.http.get(own("w:800/q:95/f:jpeg", PHOTO))
+    limit = len(free.content) // 3
+    for url in (own(f"w:800/q:95/f:jpeg/maxbytes:{limit}", PHOTO),
+                via_thumbor(f"800x0/filters:quality(95):max_bytes({limit})", PHOTO)):  # fmt: skip
+        response = live.http.get(url)
+        assert response.status_code == 200, response.text
+        assert len(response.content) <= limit
+
+
+@pytest.mark.parametrize(("url", "status", "words"), [
+    (own("crop:abc/w:10", PHOTO), 400, "option crop must be"),
+    (own("rot:45/w:10", PHOTO), 400, "option rot must be"),
+    (own("wm:2/w:10", PHOTO), 400, "option wm must be"),
+    (via_thumbor("300x0/filters:watermark(ed/none.png,0,0,0)", PHOTO), 404, "no watermark"),
+    (via_imgproxy("rot:45/w:10", PHOTO), 400, "multiple of 90"),
+])  # fmt: skip
+def test_bad_edits_are_refused_with_the_reason(
+    live: Live, url: str, status: int, words: str
+) -> None:
+    response = live.http.get(url)
+    assert response.status_code == status and words in response.json()["detail"]
