@@ -6,6 +6,7 @@ of each edit on its own)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -22,6 +23,8 @@ THUMBOR_KEY = "my-security-key"
 FRAMED = "ed/framed.png"  # a 200×100 blue box in a 50 px white border
 PHOTO = "ed/photo.jpg"  # 1200×800
 LOGO = "ed/logo.png"  # 40×20 red
+FACE = "ed/astronaut.jpg"  # tests/fixtures/astronaut.jpg
+FIXTURES = Path(__file__).parent / "fixtures"
 BLUE = (30, 30, 220)
 
 
@@ -37,6 +40,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         pixpipe.processed(FRAMED, images.png(canvas))
         pixpipe.processed(PHOTO, images.jpeg(images.photo(1200, 800)))
         pixpipe.processed(LOGO, images.png(images.solid(40, 20, images.RED)))
+        pixpipe.processed(FACE, (FIXTURES / "astronaut.jpg").read_bytes())
         yield pixpipe
 
 
@@ -86,6 +90,9 @@ SAME = [
     pytest.param(own("w:300/brightness:20/contrast:10/grayscale:1/f:png", PHOTO), None,
                  via_thumbor("300x0/filters:brightness(20):contrast(10):grayscale():format(png)",
                              PHOTO), (300, 200), id="tone"),
+    pytest.param(own("w:512/h:150/fit:cover/g:face/f:png", FACE),
+                 via_imgproxy("rs:fill:512:150/g:obj:face/f:png", FACE),
+                 via_thumbor("512x150/smart/filters:format(png)", FACE), (512, 150), id="face"),
     pytest.param(own("w:300/wm:0.5,northwest,10,10/f:png", PHOTO),
                  via_imgproxy("w:300/wm:0.5:nowe:10:10/f:png", PHOTO),
                  via_thumbor(f"300x0/filters:watermark({LOGO},10,10,50):format(png)", PHOTO),
@@ -148,3 +155,36 @@ def test_bad_edits_are_refused_with_the_reason(
 ) -> None:
     response = live.http.get(url)
     assert response.status_code == status and words in response.json()["detail"]
+
+
+def test_recipe_variants_carry_edits_and_a_watermark_file_through_the_worker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The worker's render processes get the recipe's watermark with the recipe: the variant
+    is cropped, turned and marked as its table says."""
+    logo = tmp_path_factory.mktemp("brand") / "logo.png"
+    logo.write_bytes(images.png(images.solid(40, 20, images.RED)))
+    variants = [
+        {"name": "marked", "width": 300, "format": "png",
+         "watermark": {"image": str(logo), "gravity": "northwest"}},
+        {"name": "corner", "width": 100, "format": "png", "rotate": 90,
+         "crop": {"width": 0.5, "height": 0.5, "gravity": "northwest"}},
+    ]  # fmt: skip
+    with live_pixpipe(tmp_path_factory, variants=variants) as pixpipe:
+        state = pixpipe.processed("r/photo.jpg", images.jpeg(images.photo(1200, 800)))
+        assert state["variants"]["corner"]["width"] == 100
+        assert state["variants"]["corner"]["height"] == 150  # 600×400 turned: 400×600
+        marked = fetched(pixpipe, "/images/marked/r/photo.png")
+        assert images.pixel(marked, 5, 5)[:3] == list(images.RED)
+        assert images.pixel(marked, 60, 40)[:3] != list(images.RED)
+
+
+def test_a_recipe_naming_a_missing_watermark_file_is_refused_when_settings_load(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from pixpipe.config import Settings
+    from pixpipe.recipe import RecipeError
+
+    settings = Settings(variants=[{"name": "m", "width": 10, "watermark": {"image": "/no/logo"}}])
+    with pytest.raises(RecipeError, match='variant "m": watermark image \'/no/logo\' cannot'):
+        settings.recipe  # noqa: B018

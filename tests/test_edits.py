@@ -5,6 +5,8 @@ checked on the pixels. The same through /t/ and the compatible URLs: tests/test_
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +265,53 @@ def test_place_moves_away_from_the_anchored_edge() -> None:
     assert place((100, 100), (20, 10), "northwest", (5, 5)) == (5, 5)
     assert place((100, 100), (20, 10), "centre") == (40, 45)
     assert place((100, 100), (20, 10), "northwest", (500, 0)) == (80, 0)  # kept inside
+
+
+# ---- faces -------------------------------------------------------------------------------------
+
+ASTRONAUT = Path(__file__).parent / "fixtures" / "astronaut.jpg"  # face: y 66-162 of 512
+
+
+def window_top(data: bytes, out: Output) -> int:
+    """Where a full-width cover crop of the 512×512 astronaut was cut: the offset whose rows
+    match the output best."""
+    source, found = images.decoded(data), images.decoded(out.data)
+    return min(range(source.height - found.height + 1),
+               key=lambda top: (source.crop(0, top, found.width, found.height)
+                                - found).abs().avg())  # fmt: skip
+
+
+def test_a_face_crop_keeps_the_face_where_attention_cuts_it_off() -> None:
+    data = ASTRONAUT.read_bytes()
+    face = one(data, width=512, height=150, fit="cover", gravity="face", format="png")
+    attention = one(data, width=512, height=150, fit="cover", gravity="attention", format="png")
+    top = window_top(data, face)
+    assert top <= 66 and top + 150 >= 162  # her whole face, forehead to chin
+    top = window_top(data, attention)
+    assert not (top <= 66 and top + 150 >= 162)  # the suit's badges, not her face
+
+
+def test_a_face_crop_without_a_face_is_an_attention_crop() -> None:
+    data = images.jpeg(images.photo(800, 500))
+    face = one(data, width=300, height=300, fit="cover", gravity="face", format="png")
+    attention = one(data, width=300, height=300, fit="cover", gravity="attention", format="png")
+    assert face.data == attention.data
+
+
+def test_without_opencv_a_face_crop_is_an_attention_crop_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pixpipe.imaging import faces, steps
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 → ImportError: no extra
+    monkeypatch.setattr(steps, "_NO_DETECTOR", [])
+    faces.cascade.cache_clear()
+    try:
+        data = ASTRONAUT.read_bytes()
+        face = one(data, width=512, height=150, fit="cover", gravity="face", format="png")
+        attention = one(data, width=512, height=150, fit="cover", gravity="attention",
+                        format="png")  # fmt: skip
+    finally:
+        faces.cascade.cache_clear()
+    assert face.data == attention.data
+    assert "pixpipe[faces]" in caplog.text

@@ -90,7 +90,7 @@ def test_bad_paths_name_what_is_wrong(path: str, message: str) -> None:
     ("300x200", (300, 200, "cover", "centre")),
     ("fit-in/300x200", (300, 200, "inside", "centre")),
     ("300x200/left/top", (300, 200, "cover", "northwest")),
-    ("300x200/smart", (300, 200, "cover", "attention")),
+    ("300x200/smart", (300, 200, "cover", "face")),  # faces first, as thumbor's detectors
     ("300x0", (300, None, "inside", "centre")),
     ("adaptive-fit-in/300x200", (300, 200, "inside", "centre", True)),
     ("full-fit-in/300x200", (300, 200, "outside", "centre")),

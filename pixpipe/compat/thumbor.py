@@ -176,7 +176,8 @@ def processing(parsed: Parsed) -> Processing:
         adapt = adapt and both
     else:  # thumbor's default: fill the box, cropping what is over
         fit = "cover"
-        gravity = "attention" if parsed.smart else _GRAVITY[(parsed.halign, parsed.valign)]
+        # smart: thumbor's detectors, faces first, then features: here faces, then attention
+        gravity = "face" if parsed.smart else _GRAVITY[(parsed.halign, parsed.valign)]
     try:
         edits = _edits(parsed)
     except EditError as exc:

@@ -9,9 +9,12 @@ contrast, grayscale, blur, sharpen, padding; then the watermark, ``watermark.py`
 
 from __future__ import annotations
 
+import logging
+
 import pyvips
 
 from ..edits import ANCHORS, length
+from ..errors import PixpipeError
 from ..recipe import Variant
 from .plan import Geometry
 
@@ -43,9 +46,7 @@ def crop(
     if (image.width, image.height) == size:
         return image
     if gravity == "face" and focus is None:
-        from .faces import face_box  # OpenCV loads only for a face crop
-
-        found = face_box(image)
+        found = _faces(image)
         if found is None:
             gravity = "attention"
         else:
@@ -60,6 +61,23 @@ def crop(
     left = (image.width - width) * ax // 2
     top = (image.height - height) * ay // 2
     return image.crop(left, top, width, height)
+
+
+def _faces(image: pyvips.Image) -> tuple[float, float, float, float] | None:
+    """The faces' box, or None; without OpenCV (the ``faces`` extra) a crop where the
+    interest is, as thumbor's ``smart`` without its detectors, said once per process."""
+    from .faces import face_box  # OpenCV loads only for a face crop
+
+    try:
+        return face_box(image)
+    except PixpipeError as exc:
+        if not _NO_DETECTOR:
+            _NO_DETECTOR.append(exc.message)
+            logging.getLogger("pixpipe").warning("%s; cropping by attention instead", exc.message)
+        return None
+
+
+_NO_DETECTOR: list[str] = []
 
 
 def flatten(image: pyvips.Image, background: tuple[int, int, int]) -> pyvips.Image:
