@@ -11,6 +11,7 @@ only (``fp:``), its 1 is read as ``EDGE``, the last pixel's fraction.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -27,6 +28,27 @@ ANCHORS = {
     "centre": (1, 1), "north": (1, 0), "south": (1, 2), "east": (2, 1), "west": (0, 1),
     "northeast": (2, 0), "northwest": (0, 0), "southeast": (2, 2), "southwest": (0, 2),
 }  # fmt: skip
+
+
+_COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def parse_colour(value: Any) -> tuple[int, int, int]:
+    """``"#fff"``, ``"#ffffff"``, ``"white"`` or ``[r, g, b]`` → an RGB triple."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _COLOURS:
+            return _COLOURS[text]
+        hexa = text.removeprefix("#")
+        if re.fullmatch(r"[0-9a-f]{3}|[0-9a-f]{6}", hexa):
+            if len(hexa) == 3:
+                hexa = "".join(c * 2 for c in hexa)
+            return (int(hexa[0:2], 16), int(hexa[2:4], 16), int(hexa[4:6], 16))
+    elif isinstance(value, list | tuple) and len(value) == 3 and all(
+        isinstance(c, int) and 0 <= c <= 255 for c in value
+    ):
+        return (value[0], value[1], value[2])
+    raise ValueError(f'must be "#rrggbb", "white", "black" or [r, g, b] (got {value!r})')
 
 
 class EditError(ValueError):
@@ -120,8 +142,6 @@ class Trim:
         _number("trim", "threshold", self.threshold, 0, 442)
         _choice("trim", "corner", self.corner, CORNERS)
         if self.colour is not None:
-            from .recipe import parse_colour  # recipe imports this module
-
             try:
                 object.__setattr__(self, "colour", parse_colour(self.colour))
             except ValueError as exc:
@@ -195,5 +215,6 @@ __all__ = [
     "edit",
     "fraction",
     "length",
+    "parse_colour",
     "place",
 ]

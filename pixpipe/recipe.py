@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .edits import ROTATIONS, Crop, EditError, Trim, Watermark, edit
+from .edits import ROTATIONS, Crop, EditError, Trim, Watermark, edit, parse_colour
 
 # inside: fit in the box; cover: fill it, cropping the overflow; contain: fit, then pad to it;
 # fill: stretch to it; outside: the smallest size covering it, uncropped (thumbor's
@@ -29,7 +29,6 @@ GRAVITIES = (
 FORMATS = ("jpeg", "webp", "avif", "png", "gif", "original")
 EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "avif": "avif", "png": "png", "gif": "gif"}
 _ALIASES = {"center": "centre", "jpg": "jpeg", "centre": "centre"}
-_COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SIZE = re.compile(r"^(\d*)x(\d*)$")
 MAX_SIDE = 16383  # the largest side JPEG and WebP can encode
@@ -49,24 +48,6 @@ class RecipeError(ValueError):
 def _norm(word: str) -> str:
     word = word.strip().lower().replace("-", "").replace("_", "")
     return _ALIASES.get(word, word)
-
-
-def parse_colour(value: Any) -> tuple[int, int, int]:
-    """``"#fff"``, ``"#ffffff"``, ``"white"`` or ``[r, g, b]`` → an RGB triple."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _COLOURS:
-            return _COLOURS[text]
-        hexa = text.removeprefix("#")
-        if re.fullmatch(r"[0-9a-f]{3}|[0-9a-f]{6}", hexa):
-            if len(hexa) == 3:
-                hexa = "".join(c * 2 for c in hexa)
-            return (int(hexa[0:2], 16), int(hexa[2:4], 16), int(hexa[4:6], 16))
-    elif isinstance(value, list | tuple) and len(value) == 3 and all(
-        isinstance(c, int) and 0 <= c <= 255 for c in value
-    ):
-        return (value[0], value[1], value[2])
-    raise ValueError(f'must be "#rrggbb", "white", "black" or [r, g, b] (got {value!r})')
 
 
 @dataclass(frozen=True, slots=True)

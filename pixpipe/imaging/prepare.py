@@ -16,6 +16,7 @@ from ..recipe import Variant
 from .decode import decode
 from .plan import Geometry, geometry
 from .source import Source
+from .steps import crop as cut
 
 Box = tuple[int, int, int, int]  # left, top, width, height
 _ANALYSIS = 1024  # long side of the decode a trim is found on: sub-pixel at web sizes
@@ -92,8 +93,6 @@ def _cut(image: pyvips.Image, source: Source, box: Box) -> pyvips.Image:
 
 def _smart_window(image: pyvips.Image, crop: Crop, size: tuple[int, int]) -> pyvips.Image:
     """A crop placed where libvips finds interest, or around the faces."""
-    from .steps import crop as cut  # steps imports plan; this keeps the import one-way
-
     window = crop.box(size[0], size[1])
     sx, sy = image.width / size[0], image.height / size[1]
     wanted = (max(1, min(image.width, round(window[2] * sx))),
