@@ -52,6 +52,7 @@ PNG = CORPUS / "photo-12mp.png"
 
 PACKAGES = ("ukui-wallpapers", "sway-backgrounds")
 DEFAULT_COUNT = 1000
+VERSION = "2"  # 2: grain around zero (version 1's was around 128: photos washed out white)
 TARGET_BYTES = 1_200_000
 TOLERANCE = 0.08  # accept 1.10-1.30 MB
 MIN_SOURCE_SIDE = 2400  # "big ones": anything smaller is a phone-size wallpaper
@@ -167,8 +168,9 @@ def render_cut(cut: Cut) -> pyvips.Image:
 
 
 def with_grain(image: pyvips.Image, sigma: float, seed: int) -> pyvips.Image:
-    """Add a camera-like luminance grain (same noise on R, G and B)."""
-    noise = pyvips.Image.gaussnoise(image.width, image.height, sigma=sigma, seed=seed)
+    """Add a camera-like luminance grain (same noise on R, G and B), around zero: libvips'
+    ``gaussnoise`` centres on 128 unless told, which washed corpus version 1 out to near white."""
+    noise = pyvips.Image.gaussnoise(image.width, image.height, sigma=sigma, mean=0, seed=seed)
     return (image + noise).cast("uchar")
 
 
@@ -266,8 +268,10 @@ def _make_special(sources: list[Path]) -> None:
 
 
 def build(count: int = DEFAULT_COUNT, jobs: int | None = None) -> list[Path]:
-    """Make whatever is missing of the corpus; return the ``count`` order files."""
+    """Make whatever is missing of the corpus; return the ``count`` order files. A corpus of
+    another ``VERSION`` is made again (its sources are kept)."""
     pyvips.cache_set_max(0)
+    _drop_if_stale()
     sources = fetch_sources()
     if not sources:
         raise SystemExit("no usable wallpapers found in " + ", ".join(PACKAGES))
@@ -278,6 +282,17 @@ def build(count: int = DEFAULT_COUNT, jobs: int | None = None) -> list[Path]:
         sizes = {s: _size(s) for s in sources}
         _make_order_files(missing, sources, sizes, jobs or os.cpu_count() or 1)
     return corpus_files(count)
+
+
+def _drop_if_stale() -> None:
+    stamp = CORPUS / ".version"
+    if stamp.exists() and stamp.read_text().strip() == VERSION:
+        return
+    shutil.rmtree(ORDER, ignore_errors=True)
+    for path in (BIG, PROGRESSIVE, PNG):
+        path.unlink(missing_ok=True)
+    CORPUS.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(VERSION + "\n")
 
 
 def _size(path: Path) -> tuple[int, int]:
