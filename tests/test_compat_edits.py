@@ -188,3 +188,41 @@ def test_a_recipe_naming_a_missing_watermark_file_is_refused_when_settings_load(
     settings = Settings(variants=[{"name": "m", "width": 10, "watermark": {"image": "/no/logo"}}])
     with pytest.raises(RecipeError, match='variant "m": watermark image \'/no/logo\' cannot'):
         settings.recipe  # noqa: B018
+
+
+@pytest.mark.parametrize(("data", "kind"), [
+    (images.png_bomb(), "too_large"), (images.truncated(images.jpeg()), "corrupt"),
+])  # fmt: skip
+def test_hostile_sources_through_the_compatible_routes_are_422(
+    live: Live, data: bytes, kind: str
+) -> None:
+    key = f".hostile/{kind}-{len(data)}.png"  # a dot folder: the drop-folder watcher skips it
+    path = live.settings.data_dir / "originals" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    for url in (via_imgproxy("rs:fit:100:100", key), via_thumbor("100x100", key)):
+        response = live.http.get(url)
+        assert response.status_code == 422, response.text
+        assert response.json()["kind"] == kind
+
+
+def test_missing_and_expired_signatures_are_403(live: Live) -> None:
+    assert live.http.get(f"/imgproxy/rs:fit:100:100/plain/local:///{PHOTO}").status_code == 403
+    assert live.http.get(f"/thumbor/100x100/{PHOTO}").status_code == 403  # no hmac segment
+    expired = live.http.get(via_imgproxy("exp:1000/rs:fit:100:100", PHOTO))
+    assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+
+
+@pytest.mark.parametrize(("imgproxys", "thumbors", "media"), [
+    ("rs:fit:200:200/f:avif", "200x200/filters:format(avif)", "image/avif"),
+    ("rs:fit:200:200/f:webp", "200x200/filters:format(webp)", "image/webp"),
+    ("rs:fit:200:200/f:gif", "200x200/filters:format(gif)", "image/gif"),
+])  # fmt: skip
+def test_output_formats_through_both_routes(
+    live: Live, imgproxys: str, thumbors: str, media: str
+) -> None:
+    for url in (via_imgproxy(imgproxys, PHOTO), via_thumbor(thumbors, PHOTO)):
+        response = live.http.get(url)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == media
+        assert max(images.decoded(response.content).width, 1) <= 200
