@@ -81,6 +81,9 @@ SAME = [
                  via_imgproxy("rs:fill:200:300/rot:90/f:png", PHOTO),
                  via_thumbor("300x200/filters:rotate(270):format(png)", PHOTO), (200, 300),
                  id="rotate"),
+    pytest.param(own("w:300/h:300/fit:contain/g:north/f:png", PHOTO),
+                 via_imgproxy("rs:fit:300:300/ex:1:no/f:png", PHOTO), None, (300, 300),
+                 id="extend-north"),
     pytest.param(own("w:300/h:300/fit:outside/f:png", PHOTO), None,
                  via_thumbor("full-fit-in/300x300/filters:format(png)", PHOTO), (450, 300),
                  id="outside"),
@@ -102,11 +105,11 @@ SAME = [
 
 @pytest.mark.parametrize(("ours", "imgproxys", "thumbors", "size"), SAME)
 def test_every_grammar_gets_the_same_image(
-    live: Live, ours: str, imgproxys: str | None, thumbors: str, size: tuple[int, int]
+    live: Live, ours: str, imgproxys: str | None, thumbors: str | None, size: tuple[int, int]
 ) -> None:
     mine = fetched(live, ours)
     assert (mine.width, mine.height) == size
-    for url in (imgproxys, thumbors):
+    for url in (imgproxys, thumbors):  # None: that grammar has no such option
         if url is not None:
             theirs = fetched(live, url)
             assert (theirs.width, theirs.height) == size

@@ -315,3 +315,12 @@ def test_without_opencv_a_face_crop_is_an_attention_crop_and_says_so(
         faces.cascade.cache_clear()
     assert face.data == attention.data
     assert "pixpipe[faces]" in caplog.text
+
+
+def test_contain_pads_at_its_gravity() -> None:
+    image = picture(images.png(images.solid(200, 100, BLUE)), width=200, height=200,
+                    fit="contain", gravity="north")  # fmt: skip
+    assert colour_at(image, 100, 5) == "blue" and colour_at(image, 100, 195) == "white"
+    centred = picture(images.png(images.solid(200, 100, BLUE)), width=200, height=200,
+                      fit="contain")  # fmt: skip
+    assert colour_at(centred, 100, 5) == "white" and colour_at(centred, 100, 100) == "blue"

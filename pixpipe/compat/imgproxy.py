@@ -231,11 +231,12 @@ def processing(parsed: Parsed) -> Processing:
     width = integer("width", o["width"][0]) if "width" in o else width
     height = integer("height", o["height"][0]) if "height" in o else height
     enlarge = boolean(o["enlarge"][0]) if "enlarge" in o else enlarge
+    where = None  # ex:1:{gravity}: where the image sits in the box it is extended to
     if "extend" in o:
         extend_args = o["extend"]
         extend = boolean(extend_args[0]) if extend_args else False
-        if len(extend_args) > 1 and extend_args[1] not in ("", "ce"):
-            raise BadUrl("imgproxy option extend: a gravity other than ce is not supported yet")
+        if len(extend_args) > 1 and extend_args[1]:
+            where = _gravity(extend_args[1:])
     gravity, focus = "centre", None
     if "gravity" in o and o["gravity"][0] == "fp":  # g:fp:x:y, fractions of the image
         g = o["gravity"]
@@ -261,6 +262,8 @@ def processing(parsed: Parsed) -> Processing:
     sharpen = number("sharpen", o["sharpen"][0], 0, 100) if "sharpen" in o else 0.0
     padding = _padding(o["padding"]) if "padding" in o else (0, 0, 0, 0)
     fit = "contain" if extend and width and height else _FITS[kind]
+    if fit == "contain" and where is not None:
+        gravity = where
     if fit != "inside" and not (width and height):
         fit = "inside"  # one side given: imgproxy keeps the aspect ratio whatever the type
     return Processing(

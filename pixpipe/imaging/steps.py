@@ -88,14 +88,25 @@ def flatten(image: pyvips.Image, background: tuple[int, int, int]) -> pyvips.Ima
 
 
 def embed(
-    image: pyvips.Image, size: tuple[int, int], background: tuple[int, int, int]
-) -> pyvips.Image:
-    """Pad to ``size``, centred, with ``background`` (opaque, also under alpha)."""
+    image: pyvips.Image, size: tuple[int, int], background: tuple[int, int, int],
+    gravity: str = "centre",
+) -> pyvips.Image:  # fmt: skip
+    """Pad to ``size`` with ``background`` (opaque, also under alpha), the image at a compass
+    ``gravity`` (centred for the others)."""
     width, height = size
     if (image.width, image.height) == size:
         return image
     colour = [*background, 255] if image.hasalpha() else list(background)
-    return image.gravity("centre", width, height, extend="background", background=colour)
+    return image.gravity(_COMPASS.get(gravity, "centre"), width, height, extend="background",
+                         background=colour)  # fmt: skip
+
+
+# Our compass names → libvips' CompassDirection.
+_COMPASS = {
+    "centre": "centre", "north": "north", "south": "south", "east": "east", "west": "west",
+    "northeast": "north-east", "northwest": "north-west", "southeast": "south-east",
+    "southwest": "south-west",
+}  # fmt: skip
 
 
 def shape(
@@ -106,7 +117,7 @@ def shape(
     under 1, else pixels)."""
     image = resize(image, geometry.resize)
     if variant.fit == "contain":
-        image = embed(image, geometry.final, variant.background)
+        image = embed(image, geometry.final, variant.background, variant.gravity)
     else:
         focus = variant.focus
         if focus is not None:
