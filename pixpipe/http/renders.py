@@ -3,6 +3,9 @@
 first use, with at most ``limits.transform_concurrency`` renders in flight. Past that a render
 is refused at once with ``Busy`` (the endpoint answers 503 + ``Retry-After``): a client or CDN
 retrying later beats a queue that grows without bound. Identical renders in flight share one.
+
+Given a ``render`` function, renders run through it instead, in this process: the Lambda's
+transforms (``pixpipe.aws.transforms``), one invocation at a time, with its own time limit.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import Limits
-from ..jobs.pool import RenderPool
 from ..recipe import Recipe, Variant
 
 if TYPE_CHECKING:
-    from ..imaging import Output
+    from ..imaging import Output, Rendered
+    from ..jobs.pool import RenderPool
+
+# A recipe rendered in this process (``aws.runtime.Runtime.render``), instead of by the pool.
+RenderIn = Callable[[bytes, Recipe], Awaitable["Rendered"]]
 
 
 class Busy(Exception):
@@ -25,8 +31,9 @@ class Busy(Exception):
 
 
 class Renders:
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, render: RenderIn | None = None) -> None:
         self.limits = limits
+        self._render = render
         self.in_flight = 0
         self._pool: RenderPool | None = None
         self._shared: dict[str, asyncio.Future[Any]] = {}
@@ -34,6 +41,8 @@ class Renders:
     @property
     def pool(self) -> RenderPool:
         if self._pool is None:
+            from ..jobs.pool import RenderPool  # pebble's processes: never started on a Lambda
+
             workers = max(1, min(self.limits.transform_concurrency, os.cpu_count() or 1))
             self._pool = RenderPool(workers, self.limits)
         return self._pool
@@ -43,7 +52,8 @@ class Renders:
     ) -> Output:
         """One variant of ``data`` (``PixpipeError`` with a kind for a bad input); ``assets``:
         the watermark's image, by the name the variant gives it."""
-        rendered = await self.pool.render(data, Recipe((variant,), assets or {}))
+        recipe = Recipe((variant,), assets or {})
+        rendered = await (self._render or self.pool.render)(data, recipe)
         output: Output = rendered.variants[0]
         return output
 
