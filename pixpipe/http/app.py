@@ -15,6 +15,7 @@ event subscriptions and stops the transform render processes.
 | ``invoke.py`` | ``POST /v1/invoke`` |
 | ``orders.py`` | ``POST /v1/batches``, ``GET /v1/batches/{id}`` |
 | ``backfills.py`` | ``POST /v1/reprocess``, ``GET /v1/reprocess/{run}`` |
+| ``dashboard.py`` | what the dashboard draws: ``GET /v1/stats``, ``/v1/queues``, ``/v1/batches``, ``/v1/reprocess`` |
 | ``delivery.py`` | ``GET /images/original/{key}``, ``GET /images/{variant}/{rest}`` |
 | ``transform.py`` | ``GET /t/{signature}/{options}/{key}`` (grammar: ``options.py``) |
 | ``compat.py`` | imgproxy's and thumbor's URLs (grammars in ``pixpipe/compat/``) |
@@ -51,6 +52,7 @@ from . import (
     uploads,
 )
 from .cost import router as cost_router
+from .dashboard import router as dashboard_router
 from .hot import HotCache
 from .metrics import Metrics
 from .metrics import router as metrics_router
@@ -133,6 +135,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(cost_router)
     app.include_router(orders.router)
     app.include_router(backfills.router)
+    app.include_router(dashboard_router)
     app.include_router(compat.router(rt.settings.imgproxy.prefix, rt.settings.thumbor.prefix))
     return app
 

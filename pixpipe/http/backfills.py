@@ -62,6 +62,11 @@ async def start_reprocess(request: Request, body: Backfill) -> dict[str, Any]:
     return _RUNS[run].to_dict()
 
 
+def started_here() -> list[tuple[dict[str, Any], bool]]:
+    """The runs this process started, newest first: each report and whether it still runs."""
+    return [(report.to_dict(), run in _RUNNING) for run, report in reversed(_RUNS.items())]
+
+
 def _finished(run: str, task: asyncio.Task[Any]) -> None:
     _RUNNING.pop(run, None)
     if not task.cancelled() and task.exception() is not None:
@@ -76,4 +81,4 @@ async def reprocess_state(run: str) -> dict[str, Any]:
     return _RUNS[run].to_dict()
 
 
-__all__ = ["router"]
+__all__ = ["router", "started_here"]

@@ -94,14 +94,19 @@ function send(grant, file, contentType, onProgress, signal) {
         return;
       }
       const json = (xhr.getResponseHeader("Content-Type") || "").startsWith("application/json");
-      resolve({ status: xhr.status, body: json ? JSON.parse(xhr.responseText) : null });
+      try {
+        resolve({ status: xhr.status, body: json ? JSON.parse(xhr.responseText) : null });
+      } catch {
+        resolve({ status: xhr.status, body: null }); // stored; only its answer was not JSON
+      }
     });
     xhr.addEventListener("error", () => {
       reject(new UploadError(0, `upload to ${grant.url} failed (the network, or CORS)`));
     });
     xhr.addEventListener("abort", () => reject(new DOMException("upload aborted", "AbortError")));
     if (signal) {
-      if (signal.aborted) { xhr.abort(); return; }
+      // Aborted before sending: xhr.abort() would fire no event, so settle here.
+      if (signal.aborted) { reject(new DOMException("upload aborted", "AbortError")); return; }
       signal.addEventListener("abort", () => xhr.abort(), { once: true });
     }
     xhr.send(body);
