@@ -15,7 +15,7 @@ event subscriptions and stops the transform render processes.
 | ``invoke.py`` | ``POST /v1/invoke`` |
 | ``orders.py`` | ``POST /v1/batches``, ``GET /v1/batches/{id}`` |
 | ``backfills.py`` | ``POST /v1/reprocess``, ``GET /v1/reprocess/{run}`` |
-| ``dashboard.py`` | what the dashboard draws: ``GET /v1/stats``, ``/v1/queues``, ``/v1/batches``, ``/v1/reprocess`` |
+| ``dashboard.py`` | ``GET /v1/stats``, ``/v1/queues``, ``/v1/batches``, ``/v1/reprocess`` |
 | ``delivery.py`` | ``GET /images/original/{key}``, ``GET /images/{variant}/{rest}`` |
 | ``transform.py`` | ``GET /t/{signature}/{options}/{key}`` (grammar: ``options.py``) |
 | ``compat.py`` | imgproxy's and thumbor's URLs (grammars in ``pixpipe/compat/``) |

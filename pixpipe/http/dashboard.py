@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import random
 import time
@@ -34,7 +33,7 @@ from ..pipeline.backfill_docs import RunRecord
 from ..pipeline.orders import documents as batch_docs
 from . import backfills
 from .auth import AUTH
-from .metrics import Metrics
+from .metrics import Metrics, outcome
 from .models import Problem
 from .orders import Batch
 
@@ -104,14 +103,10 @@ class Ring:
 
     def on_event(self, subject: str, data: bytes) -> None:
         """Count one ``image.processed`` / ``image.failed`` event."""
-        try:
-            event = json.loads(data)
-        except ValueError:
-            return
-        if subject == SUBJECT_IMAGE_PROCESSED:
-            ms = event.get("duration_ms")
-            self.processed(ms / 1000 if isinstance(ms, int | float) else None)
-        elif subject == SUBJECT_IMAGE_FAILED:
+        found = outcome(subject, data)
+        if found is not None and found[0] == "processed":
+            self.processed(found[1])
+        elif found is not None:
             self.failed()
 
     def series(self, minutes: int, step: int, now: float | None = None) -> dict[str, Any]:

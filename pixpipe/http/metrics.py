@@ -30,6 +30,21 @@ REFRESH_S = 5.0
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
+def outcome(subject: str, data: bytes) -> tuple[str, float | None, str] | None:
+    """An ``image.processed`` / ``image.failed`` event as (outcome, seconds, failure kind);
+    ``None`` for anything else."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    if subject == SUBJECT_IMAGE_PROCESSED:
+        ms = event.get("duration_ms")
+        return "processed", ms / 1000 if isinstance(ms, int | float) else None, ""
+    if subject == SUBJECT_IMAGE_FAILED:
+        return "failed", None, str(event.get("kind", "transient"))
+    return None
+
+
 class Metrics:
     """The app's counters, gauges and histograms."""
 
@@ -68,16 +83,15 @@ class Metrics:
 
     def on_event(self, subject: str, data: bytes) -> None:
         """Count one ``image.processed`` / ``image.failed`` event."""
-        try:
-            event = json.loads(data)
-        except ValueError:
+        found = outcome(subject, data)
+        if found is None:
             return
-        if subject == SUBJECT_IMAGE_PROCESSED:
+        if found[0] == "processed":
             self.processed.inc()
-            if isinstance(event.get("duration_ms"), int | float):
-                self.processing.observe(event["duration_ms"] / 1000)
-        elif subject == SUBJECT_IMAGE_FAILED:
-            self.failed.labels(str(event.get("kind", "transient"))).inc()
+            if found[1] is not None:
+                self.processing.observe(found[1])
+        else:
+            self.failed.labels(found[2]).inc()
 
     async def start(self, rt: Runtime) -> None:
         """Listen to the events (plain subscriptions: every API process sees every event)."""
@@ -120,4 +134,4 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["REFRESH_S", "Metrics", "router"]
+__all__ = ["REFRESH_S", "Metrics", "outcome", "router"]
