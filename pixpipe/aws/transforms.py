@@ -43,7 +43,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..http import compat, transform
+from ..http import compat
 from ..http.compat import resolve_imgproxy, resolve_thumbor
 from ..http.delivery import REVALIDATE, SAFE
 from ..http.hot import HotCache
@@ -51,7 +51,6 @@ from ..http.metrics import Metrics
 from ..http.renders import Renders
 from ..http.signing import signing_secret
 from ..http.transform import Target, resolve
-from ..storage import BadKey
 from .handlers import MARGIN_S, logger, metrics
 from .runtime import INVOCATION_DEADLINE, Runtime, runtime
 
@@ -149,19 +148,9 @@ def transforms_app(
     app.state.renders = Renders(rt.limits, render=rt.render)
     app.state.hot = HotCache()  # kept while the container is warm
     app.state.metrics = Metrics()
-    # The full app's transform wiring (http/app.py), which cannot be imported here: it brings
-    # the whole API (uploads, the folder watcher, …) that a Lambda package leaves out.
-    app.include_router(transform.router)
-    app.add_middleware(transform.HotHits)
-    settings = rt.settings
-    app.include_router(compat.router(settings.imgproxy.prefix, settings.thumbor.prefix))
-    app.add_exception_handler(BadKey, _bad_key)  # the one failure the routes leave to the app
+    compat.mount(app, rt.settings.imgproxy.prefix, rt.settings.thumbor.prefix)  # as the API's
     app.add_middleware(Offload, inline_max=inline_max, cache_url=cache_url)
     return app
-
-
-async def _bad_key(request: Any, exc: Exception) -> Response:
-    return JSONResponse({"detail": str(exc)}, 400)  # as http/app.py answers it
 
 
 class FunctionUrl(HTTPGateway):

@@ -38,7 +38,6 @@ from fastapi.staticfiles import StaticFiles
 from ..bus import bus_health
 from ..errors import Kind, PixpipeError
 from ..pipeline.runtime import Runtime
-from ..storage import BadKey
 from . import (
     api,
     backfills,
@@ -48,7 +47,6 @@ from . import (
     live,
     orders,
     responsive,
-    transform,
     uploads,
 )
 from .cost import router as cost_router
@@ -107,10 +105,6 @@ def create_app(rt: Runtime) -> FastAPI:
         body = {"detail": exc.message, "kind": exc.kind.value}
         return JSONResponse(body, STATUS[exc.kind], headers=headers)
 
-    @app.exception_handler(BadKey)
-    async def bad_key(request: Request, exc: BadKey) -> Response:
-        return JSONResponse({"detail": str(exc)}, 400)
-
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         """The process answers."""
@@ -128,15 +122,14 @@ def create_app(rt: Runtime) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # live and responsive before api: /v1/images/{key}/events (…/srcset) must not be read as
     # the key "…/events".
-    for module in (live, responsive, api, uploads, invoke, delivery, transform):
+    for module in (live, responsive, api, uploads, invoke, delivery):
         app.include_router(module.router)
     app.include_router(metrics_router)
-    app.add_middleware(transform.HotHits)
     app.include_router(cost_router)
     app.include_router(orders.router)
     app.include_router(backfills.router)
     app.include_router(dashboard_router)
-    app.include_router(compat.router(rt.settings.imgproxy.prefix, rt.settings.thumbor.prefix))
+    compat.mount(app, rt.settings.imgproxy.prefix, rt.settings.thumbor.prefix)
     return app
 
 

@@ -18,14 +18,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 
 from ..compat import EFFECTS, BadUrl, Processing, imgproxy, thumbor
 from ..pipeline.runtime import Runtime
 from ..recipe import MAX_SIDE, RecipeError, Variant
 from ..storage import BadKey, check_original_key
 from .options import negotiate
-from .transform import _RESPONSES, Target, answer, target
+from .transform import _RESPONSES, HotHits, Target, answer, target
+from .transform import router as transform_router
 
 
 def source_key(rt: Runtime, source: str) -> str:
@@ -145,6 +147,20 @@ def _route(routes: APIRouter, prefix: str, resolving: Resolve, summary: str) -> 
                             range)  # fmt: skip
 
 
+def mount(app: FastAPI, imgproxy_prefix: str, thumbor_prefix: str) -> None:
+    """Every transform route on ``app``: ``/t/`` (hits answered from memory first, by
+    ``HotHits``), imgproxy's and thumbor's URLs; a bad key is a 400. The API's app and the
+    Lambda's transforms app (``aws/transforms.py``) are wired by this one function."""
+    app.include_router(transform_router)
+    app.add_middleware(HotHits)
+    app.include_router(router(imgproxy_prefix, thumbor_prefix))
+    app.add_exception_handler(BadKey, bad_key)
+
+
+async def bad_key(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": str(exc)}, 400)
+
+
 def router(imgproxy_prefix: str, thumbor_prefix: str) -> APIRouter:
     """Both routes, under their prefixes (defaults ``/imgproxy`` and ``/thumbor``)."""
     routes = APIRouter(tags=["transforms"])
@@ -155,4 +171,5 @@ def router(imgproxy_prefix: str, thumbor_prefix: str) -> APIRouter:
     return routes
 
 
-__all__ = ["resolve_imgproxy", "resolve_thumbor", "router", "source_key", "to_variant"]
+__all__ = ["bad_key", "mount", "resolve_imgproxy", "resolve_thumbor", "router", "source_key",
+           "to_variant"]  # fmt: skip
