@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import nats.errors
 from nats.js.errors import FetchTimeoutError
 
+from .. import tracing
 from ..errors import PixpipeError
 from ..jobs.retry import Action, as_failure, backoff, decide
 from ..logs import image_key, log, message_key
@@ -66,6 +67,7 @@ async def settle(
         if not isinstance(exc, PixpipeError):  # a bug: its traceback, then the usual retries
             log.exception("handler failed on %s", msg.subject)
         error = as_failure(exc)
+        tracing.failed(exc)
     else:
         if later is None:
             await msg.ack()
@@ -105,7 +107,8 @@ async def consume(
     async def one(msg: Msg) -> None:
         image_key.set(message_key(msg))  # this task's context only
         try:
-            await settle(msg, handle, give_up, retry, patient=patient)
+            with tracing.consumed(name, msg):  # the publisher's span is its parent
+                await settle(msg, handle, give_up, retry, patient=patient)
         except Exception:
             log.exception("could not settle a message on %s", msg.subject)
         finally:

@@ -37,6 +37,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from .. import tracing
+
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
@@ -266,20 +268,24 @@ async def publish(
     *,
     timeout: float = 5.0,
 ) -> api.PubAck:
-    """Publish JSON to the stream; the same ``msg_id`` within two minutes is stored once."""
-    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+    """Publish JSON to the stream; the same ``msg_id`` within two minutes is stored once.
+    The headers carry the id and the publishing span's trace context (``tracing.py``)."""
     data = json.dumps(payload, separators=(",", ":"), default=str).encode()
-    if not msg_id:
-        return await js.publish(subject, data, timeout=timeout, headers=headers)
-    # With an id a repeat is harmless, so a publish that got no answer (a stream leader being
-    # elected, a node lost) is sent again, the same id each time, for up to PUBLISH_RETRY_S.
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(_unanswered),
-        wait=wait_exponential(multiplier=0.1, max=2.0), stop=stop_after_delay(PUBLISH_RETRY_S),
-        reraise=True,
-    ):  # fmt: skip
-        with attempt:
+    with tracing.publishing(subject, msg_id, payload) as headers:
+        if not msg_id:
             return await js.publish(subject, data, timeout=timeout, headers=headers)
+        # With an id a repeat is harmless, so a publish that got no answer (a stream leader
+        # being elected, a node lost) is sent again, the same id each time, for up to
+        # PUBLISH_RETRY_S.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_unanswered),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(PUBLISH_RETRY_S), reraise=True,
+        ):  # fmt: skip
+            with attempt:
+                ack = await js.publish(subject, data, timeout=timeout, headers=headers)
+                tracing.note(duplicate=bool(ack.duplicate))  # the bus had it: dropped
+                return ack
     raise AssertionError("unreachable: tenacity re-raises the last failure")
 
 

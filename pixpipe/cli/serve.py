@@ -76,9 +76,12 @@ def _serve(settings: Settings, roles: Roles) -> None:
         )
 
     from ..bus import TopologyError
+    from ..tracing import configured
 
+    role = "api" if not roles.worker else "worker" if not roles.api else ""
     try:
-        asyncio.run(serve(settings, roles, on_ready=ready))
+        with configured(f"pixpipe-{role}" if role else "pixpipe"):  # OTEL_*; off when unset
+            asyncio.run(serve(settings, roles, on_ready=ready))
     except (ConnectionError, TopologyError) as exc:  # the bus refused us: say why, no trace
         raise fail(str(exc)) from None
 

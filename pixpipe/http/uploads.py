@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from nats.js.errors import KeyWrongLastSequenceError
 
-from .. import bus
+from .. import bus, tracing
 from ..errors import Kind, PixpipeError
 from ..pipeline.ingest import announce
 from ..pipeline.runtime import Runtime
@@ -67,7 +67,8 @@ async def upload(
         chunks = bodies.multipart_file(request, limit)
     else:
         chunks = bodies.raw(request, limit)
-    result = await _store(request, key, chunks, batch)
+    with tracing.request_span("upload", request.headers, key=key, batch=batch):
+        result = await _store(request, key, chunks, batch)
     request.app.state.metrics.uploads.labels("api").inc()
     return result
 
@@ -169,7 +170,8 @@ async def presigned_put(
     rt: Runtime = request.app.state.rt
     await _spend(rt, token)
     chunks = bodies.raw(request, rt.settings.limits.max_input_bytes, exactly=length)
-    result = await _store(request, key, chunks, expected=_FORMAT_OF[type])
+    with tracing.request_span("upload", request.headers, key=key, presigned=True):
+        result = await _store(request, key, chunks, expected=_FORMAT_OF[type])
     request.app.state.metrics.uploads.labels("presigned").inc()
     return result
 

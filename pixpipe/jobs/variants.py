@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from .. import tracing
 from ..errors import Kind, PixpipeError, TimedOut
 from ..events import Event, ImageFailed, ImageProcessed, ObjectCreated, VariantInfo
 from ..logs import log
@@ -29,7 +30,7 @@ from .state import Change, ErrorInfo, ImageState, SourceInfo, StateStore, Varian
 if TYPE_CHECKING:
     from ..imaging import Output, Rendered
     from ..limits import Limits
-    from ..storage import Stores
+    from ..storage import Download, Stores
 
 Publish = Callable[[Event], Awaitable[None]]
 Render = Callable[[bytes, Recipe], Awaitable["Rendered"]]
@@ -110,14 +111,17 @@ async def render_variants(
         processing = await ctx.states.change(key, _for_version(etag, state, processing_of(etag)))
     if processing is None:
         return _superseded(key, etag)
-    data = b"".join([chunk async for chunk in download.chunks])
+    data = await tracing.within("fetch original", _read(download), bytes=download.meta.size)
     try:
-        rendered = await ctx.render(data, ctx.recipe)
+        rendered = await tracing.within("render", ctx.render(data, ctx.recipe),
+                                        variants=len(ctx.recipe))  # fmt: skip
     except TimedOut as exc:
         raise (exc.final() if attempt > 1 else exc) from None  # slow twice: too much work
     if await _current_etag(ctx, key) != etag:
         return _superseded(key, etag)
-    infos = await store_variants(ctx.stores, ctx.recipe, key, rendered, etag)
+    stored = store_variants(ctx.stores, ctx.recipe, key, rendered, etag)
+    infos = await tracing.within("put variants", stored, variants=len(rendered.variants),
+                                 bytes=sum(o.bytes for o in rendered.variants))  # fmt: skip
     if (current := await _current_etag(ctx, key)) != etag:
         await _announce_again(ctx, key, current)  # its variants must be written after ours
         return _superseded(key, etag)
@@ -129,11 +133,16 @@ async def render_variants(
         duration_ms=duration_ms, placeholder=rendered.placeholder, dominant=rendered.dominant,
         source=SourceInfo(format=source.format, width=source.width, height=source.height),
     )  # fmt: skip
-    if await ctx.states.change(key, _for_version(etag, None, lambda _: done)) is None:
+    written = ctx.states.change(key, _for_version(etag, None, lambda _: done))
+    if await tracing.within("state write", written, state="done") is None:
         return _superseded(key, etag)  # a newer upload was announced meanwhile: it renders last
     await ctx.publish(processed_event(done))
     log.info("done %s in %.0f ms", key, duration_ms)
     return Outcome(key, "done", f"{len(infos)} variants in {duration_ms:.0f} ms")
+
+
+async def _read(download: Download) -> bytes:
+    return b"".join([chunk async for chunk in download.chunks])
 
 
 async def _already(

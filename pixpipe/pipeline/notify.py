@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from .. import bus
+from .. import bus, tracing
 from ..errors import Kind, PixpipeError
 from .deadletters import dead_letter
 from .runtime import Runtime
@@ -68,12 +68,22 @@ async def deliver(client: httpx.AsyncClient, rt: Runtime, msg: Msg) -> None:
             "X-Pixpipe-Delivery": str(seq),
             "X-Pixpipe-Signature": signature(hook.secret, msg.data),
         }
-        try:
-            response = await client.post(hook.url, content=msg.data, headers=headers)
-        except httpx.HTTPError as exc:
-            raise PixpipeError(Kind.TRANSIENT, f"webhook {hook.url}: {exc!r}") from None
-        if response.status_code >= 300:
-            raise PixpipeError(Kind.TRANSIENT, f"webhook {hook.url}: HTTP {response.status_code}")
+        with tracing.span("webhook", kind=tracing.CLIENT, attributes=_http(hook.url)) as span:
+            try:  # the receiver gets the trace context too (traceparent)
+                response = await client.post(hook.url, content=msg.data,
+                                             headers=tracing.inject(headers))  # fmt: skip
+            except httpx.HTTPError as exc:
+                raise PixpipeError(Kind.TRANSIENT, f"webhook {hook.url}: {exc!r}") from None
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 300:
+                raise PixpipeError(Kind.TRANSIENT,
+                                   f"webhook {hook.url}: HTTP {response.status_code}")  # fmt: skip
+
+
+def _http(url: str) -> dict[str, str | int | None]:
+    """A webhook span's attributes: the receiver's host and port, the method."""
+    parts = httpx.URL(url)
+    return {"server.address": parts.host, "server.port": parts.port, "http.request.method": "POST"}
 
 
 async def run_notify(rt: Runtime, stop: asyncio.Event, concurrency: int = 4) -> None:
