@@ -17,9 +17,12 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/pixpipe up
 
+# --dist loadfile: a module's tests share one worker (and its module-scoped live pixpipe) in
+# order. loadgroup's xdist_group marks are ignored under pytest 9.2 (xdist renames node ids,
+# which pytest 9.2 no longer reads), which split the dashboard's ordered tests across workers.
 test: $(STAMP) chromium deploy-check
 	$(BIN)/ruff check pixpipe tests benchmarks
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # The deploy recipes against their linters and schemas (all from PyPI, nothing downloaded).
 # keda.yaml (a CRD) and nats-values.yaml (Helm values) are checked by tests/test_deploy.py.

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -320,6 +321,21 @@ def test_direct_invoke_resizes_one_original(aws: Deployment) -> None:
     first = aws.head("variants", "max250/users/42/IMG 0001.jpg")
     assert handler(payload, CONTEXT) == {"resultKey": "max250/users/42/IMG 0001.jpg"}
     assert aws.head("variants", "max250/users/42/IMG 0001.jpg") == first  # reused
+
+
+def test_direct_invoke_in_a_warm_container_gets_its_own_time(aws: Deployment) -> None:
+    """Lambda calls every invocation of a container in the same thread: the deadline an
+    earlier invocation left behind must not cut a direct resize short (it did: "the
+    invocation ran out of time (0.0 s were left)", seen in CI)."""
+    from pixpipe.aws.runtime import INVOCATION_DEADLINE
+
+    aws.upload("warm.jpg", jpeg(photo(1000, 400)))
+    stale = INVOCATION_DEADLINE.set(time.monotonic() - 60)  # an invocation long over
+    try:
+        result = handler({"key": "warm.jpg", "maxDimension": 100}, CONTEXT)
+    finally:
+        INVOCATION_DEADLINE.reset(stale)
+    assert result == {"resultKey": "max100/warm.jpg"}
 
 
 def test_direct_invoke_keeps_a_web_format_and_never_enlarges(aws: Deployment) -> None:

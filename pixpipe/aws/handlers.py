@@ -166,6 +166,7 @@ def _invoke(event: dict[str, Any]) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The variants function: S3 / SNS / SQS / EventBridge notifications, or a direct resize."""
     if isinstance(event, dict) and "key" in event and "Records" not in event:
+        _check_time(context)  # this invocation's end, never an earlier one's (a warm container)
         return _invoke(event)
     return _dispatch(event, context, _render_job)
 
