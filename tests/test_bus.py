@@ -202,6 +202,22 @@ async def test_kv_put_get(js: tuple[Any, Any]) -> None:
     assert (await jsc.key_value(KV_BUCKET)).__class__ is kv.__class__
 
 
+async def test_a_record_that_is_no_state_does_not_stop_a_listing(js: tuple[Any, Any]) -> None:
+    """A hand-written or foreign record in the bucket is left out of listings, with a warning;
+    every state around it is still listed (it failed the whole listing: seen in CI)."""
+    from pixpipe.jobs.state import ImageState
+    from pixpipe.pipeline.states import KvStates
+
+    _, jsc = js
+    states = KvStates(await ensure_topology(jsc))
+    await states.put(ImageState(key="a.jpg", state="done"))
+    await states.kv.put(kv_name("odd.jpg"), b'{"state": "done", "variants": {"m": "m/a b.jpg"}}')
+    await states.kv.put(kv_name("junk.jpg"), b"not json")
+    await states.put(ImageState(key="b.jpg", state="failed"))
+    assert sorted([s.key async for s in states.all()]) == ["a.jpg", "b.jpg"]
+    assert [s.key for s in await states.failed()] == ["b.jpg"]
+
+
 async def test_listing_a_bucket_sees_every_state_just_written(js: tuple[Any, Any]) -> None:
     """Listings read the bucket's subjects in one request: nats-py's ``kv.keys()`` could
     queue its end marker before the entries it had received, and list nothing."""

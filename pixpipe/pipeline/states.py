@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from pydantic import ValidationError
 
 from ..bus import kv_keys, kv_name, kv_text
 from ..jobs.state import Change, ImageState
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
+
+
+log = logging.getLogger("pixpipe")
 
 
 class KvStates:
@@ -54,9 +59,17 @@ class KvStates:
             return new
 
     async def all(self) -> AsyncIterator[ImageState]:
-        """Every image's state (for listings; fine up to a few hundred thousand keys)."""
+        """Every image's state (for listings; fine up to a few hundred thousand keys). A record
+        that is not a state pixpipe can read (another program's, hand-written) is left out
+        with a warning: one bad record must not take every listing down."""
         for name in await kv_keys(self.kv):
-            if state := await self.get(kv_text(name)):
+            try:
+                state = await self.get(kv_text(name))
+            except (ValidationError, ValueError) as exc:
+                log.warning("state record %s is not a state pixpipe can read: %s", name,
+                            str(exc).splitlines()[0])  # fmt: skip
+                continue
+            if state:
                 yield state
 
     async def failed(self) -> list[ImageState]:
