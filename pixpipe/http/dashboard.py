@@ -282,7 +282,7 @@ async def batches(
     async def row(doc: batch_docs.Batch) -> dict[str, Any]:
         counter = await batch_docs.get_counter(kv, doc.id) if doc.state == "processing" else None
         return batch_docs.public(doc, counter[0] if counter else None) | {
-            "created": doc.created, "updated": doc.updated,
+            "created": doc.created, "updated": doc.updated or doc.created,  # never changed yet
         }  # fmt: skip
 
     return list(await asyncio.gather(*map(row, docs[:limit])))
