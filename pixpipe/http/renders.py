@@ -53,7 +53,10 @@ class Renders:
         """One variant of ``data`` (``PixpipeError`` with a kind for a bad input); ``assets``:
         the watermark's image, by the name the variant gives it."""
         recipe = Recipe((variant,), assets or {})
-        rendered = await (self._render or self.pool.render)(data, recipe)
+        if self._render is not None:
+            rendered = await self._render(data, recipe)
+        else:  # a transform has no use for the placeholder: not computed
+            rendered = await self.pool.render(data, recipe, placeholder=False)
         output: Output = rendered.variants[0]
         return output
 

@@ -66,12 +66,15 @@ class Rendered:
 
 
 def render(
-    data: bytes, recipe: Recipe, limits: Limits | None = None, strategy: Strategy = "once"
-) -> Rendered:
+    data: bytes, recipe: Recipe, limits: Limits | None = None, strategy: Strategy = "once",
+    placeholder: bool = True,
+) -> Rendered:  # fmt: skip
     """Turn one original into every variant of ``recipe``.
 
     ``strategy="once"`` decodes once at the size the largest variant needs and derives the
     rest from memory; ``"each"`` decodes per variant (kept to measure against, see benchmarks).
+    ``placeholder=False`` leaves the ThumbHash and dominant colour out (``""``): on-the-fly
+    transforms have no use for them, and they cost about a quarter of a small render.
     Raises ``PixpipeError`` with a kind for every bad input; past ``limits.max_seconds``
     libvips stops and it raises ``TimedOut``.
     """
@@ -79,23 +82,27 @@ def render(
     source = inspect(data, limits)
     plans = [(v, geometry(source.width, source.height, v)) for v in recipe]
     with time_limit(limits.max_seconds):
-        return _render(data, source, recipe, plans, strategy)
+        return _render(data, source, recipe, plans, strategy, placeholder)
 
 
 def _render(
     data: bytes, source: Source, recipe: Recipe, plans: list[tuple[Variant, Geometry]],
-    strategy: Strategy,
+    strategy: Strategy, with_placeholder: bool,
 ) -> Rendered:  # fmt: skip
     try:
         shared = [g for v, g in plans if not v.edits_source]
+        smallest = None
         if strategy == "each" or not shared:
             outputs = {v.name: _render_each(data, source, v, g, recipe) for v, g in plans}
-            smallest = decode(data, source, _thumb_size(source), animated=False)
         else:
             base = decode(data, source, base_size(source.width, source.height, shared),
                           animated=False)  # fmt: skip
             outputs, smallest = _render_once(data, source, base, plans, recipe)
-        hashed, colour = placeholder(smallest)
+        hashed, colour = "", ""
+        if with_placeholder:
+            if smallest is None:
+                smallest = decode(data, source, _thumb_size(source), animated=False)
+            hashed, colour = placeholder(smallest)
     except pyvips.Error as exc:
         raise vips_failure(exc, source.format) from None
     ordered = tuple(outputs[v.name] for v in recipe)

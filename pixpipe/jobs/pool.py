@@ -75,10 +75,10 @@ def failure(exc: BaseException, limits: Limits) -> PixpipeError:
     return PixpipeError(Kind.CORRUPT, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _render(data: bytes, recipe: Recipe, limits: Limits) -> Any:
+def _render(data: bytes, recipe: Recipe, limits: Limits, placeholder: bool) -> Any:
     from ..imaging import render
 
-    return render(data, recipe, limits)
+    return render(data, recipe, limits, placeholder=placeholder)
 
 
 class RenderPool:
@@ -91,11 +91,11 @@ class RenderPool:
         self._pool = self._start()
         self._restarting = asyncio.Lock()
 
-    async def render(self, data: bytes, recipe: Recipe) -> Any:
+    async def render(self, data: bytes, recipe: Recipe, placeholder: bool = True) -> Any:
         for last in (False, True):
             pool = await self._ready()
             future = pool.schedule(
-                _render, args=(data, recipe, self.limits),
+                _render, args=(data, recipe, self.limits, placeholder),
                 timeout=self.limits.max_seconds + HARD_STOP_GRACE_S,
             )  # fmt: skip
             try:
