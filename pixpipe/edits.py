@@ -193,8 +193,6 @@ def edit(kind: type[E], value: Any) -> E | None:
     unknown = sorted(set(value) - known)
     if unknown:
         raise EditError(f"{kind.__name__.lower()}: unknown key(s) {', '.join(unknown)}")
-    if "colour" in value and isinstance(value["colour"], list):
-        value = {**value, "colour": tuple(value["colour"])}
     try:
         return kind(**value)
     except TypeError as exc:
