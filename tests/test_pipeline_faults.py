@@ -446,6 +446,34 @@ async def test_a_render_pool_stopping_does_not_start_its_processes_again(small_j
         await asyncio.to_thread(pool.close)
 
 
+async def test_a_render_queued_as_its_pool_breaks_is_answered(small_jpeg: bytes):
+    """pebble orphans a task its scheduler thread registers just after the pool broke (its
+    process died while idle): nothing ever answers it. The interleaving is forced here by
+    holding the old pool's scheduler until the pool is broken; the render must still be
+    answered, by a fresh pool, instead of waiting forever (a CI run once hung on this)."""
+    others = set(children_of(os.getpid()))
+    pool = RenderPool(1, Limits())
+    try:
+        await pool.render(small_jpeg, DEFAULT_RECIPE)
+        old = pool._pool
+        manager = old._pool_manager
+        schedule = manager.schedule
+
+        def schedule_once_broken(task: Any) -> None:
+            while old.active:  # the scheduler thread waits for the pool manager to give up
+                time.sleep(0.01)
+            schedule(task)
+
+        manager.schedule = schedule_once_broken
+        for pid in set(children_of(os.getpid())) - others:
+            os.kill(pid, signal.SIGKILL)
+        rendered = await asyncio.wait_for(pool.render(small_jpeg, DEFAULT_RECIPE), 60)
+        assert [v.name for v in rendered.variants] == list(SIX)
+        assert pool._pool is not old, "the broken pool was not replaced"
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
 async def test_a_render_over_the_memory_ceiling_fails_alone_and_the_process_lives_on(
     small_jpeg: bytes,
 ):

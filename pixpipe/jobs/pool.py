@@ -22,6 +22,8 @@ MAX_TASKS_PER_PROCESS = 500
 # libvips stops a render at ``limits.max_seconds`` itself; a process still busy this much later
 # (stuck outside libvips: a PDF, a HEIC) is stopped by the pool.
 HARD_STOP_GRACE_S = 5.0
+# How often a pending render checks that its pool still lives (see RenderPool._answer).
+POOL_WATCH_S = 0.5
 
 
 def init_process(threads: int, max_memory_mb: int = 0) -> None:
@@ -99,7 +101,7 @@ class RenderPool:
                 timeout=self.limits.max_seconds + HARD_STOP_GRACE_S,
             )  # fmt: skip
             try:
-                return await asyncio.wrap_future(future)
+                return await self._answer(pool, future)
             except BrokenProcessPool as exc:  # the pool's fault, not the image's: once more
                 if last:
                     raise failure(exc, self.limits) from None
@@ -110,6 +112,20 @@ class RenderPool:
                     raise
                 raise failure(exc, self.limits) from None
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _answer(pool: ProcessPool, future: Any) -> Any:
+        """The task's result, or BrokenProcessPool if its pool broke without answering.
+
+        pebble orphans a task that its scheduler thread registers just after the pool broke
+        (a process died while idle): the task is never aborted, and would be awaited forever.
+        """
+        answer = asyncio.wrap_future(future)
+        while not (await asyncio.wait({answer}, timeout=POOL_WATCH_S))[0]:
+            if not pool.active:
+                future.cancel()
+                raise BrokenProcessPool("the render processes failed before taking the task")
+        return answer.result()
 
     async def _ready(self, broken: ProcessPool | None = None) -> ProcessPool:
         """The pool to schedule on: a fresh one if it is given up (or is ``broken``)."""
