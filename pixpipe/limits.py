@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import Kind, PixpipeError
 
@@ -31,6 +32,17 @@ class Limits:
                 Kind.TOO_LARGE,
                 f"{what} is {size} bytes, over the limit of {self.max_input_bytes} bytes",
             )
+
+    def read(self, path: Path) -> bytes:
+        """A local original read where it is rendered (its bytes never pass through the
+        process that handed over the path): at most ``max_input_bytes``, or ``too_large``."""
+        try:
+            with open(path, "rb") as file:
+                data = file.read(self.max_input_bytes + 1)
+        except FileNotFoundError:
+            raise PixpipeError(Kind.MISSING, "the original is gone from its folder") from None
+        self.check_size(len(data))
+        return data
 
 
 __all__ = ["Limits"]

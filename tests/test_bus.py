@@ -236,6 +236,47 @@ async def test_listing_a_bucket_sees_every_state_just_written(js: tuple[Any, Any
         assert len(await kv_keys(states.kv, "*")) == len(keys)  # the deleted one's marker too
 
 
+async def test_a_remembered_revision_never_loses_a_write(js: tuple[Any, Any]) -> None:
+    """``KvStates.change`` sends its compare-and-set on the revision it last read or wrote,
+    without reading again. Another writer in between (another process: another KvStates)
+    makes it read again and apply the change to that writer's state; a change that declines
+    the remembered state is asked again on a fresh read; a deleted record is created anew;
+    and twenty writers racing on one key through two processes' states lose no increment."""
+    from pixpipe.jobs.state import ImageState
+    from pixpipe.pipeline.states import KvStates
+
+    _, jsc = js
+    kv = await ensure_topology(jsc)
+    ours, theirs = KvStates(kv), KvStates(kv)
+    key = "remembered/a.jpg"
+    await ours.put(ImageState(key=key, state="pending", etag="1", attempts=1))
+    await theirs.change(key, lambda s: s.but(etag="2"))  # ours still remembers etag 1
+    seen: list[str | None] = []
+
+    def bump(state: ImageState | None) -> ImageState:
+        seen.append(state.etag if state else None)
+        return state.but(attempts=state.attempts + 1)
+
+    assert (await ours.change(key, bump)).etag == "2"
+    assert seen == ["1", "2"], "the stale revision was not read again"
+    assert (await theirs.get(key)).attempts == 2
+    await theirs.change(key, lambda s: s.but(state="done"))
+    # Ours remembers `pending`: declining it must not be the answer, the fresh state is done.
+    assert await ours.change(key, lambda s: s.but(state="failed") if s.state == "done" else None)
+    assert (await theirs.get(key)).state == "failed"
+    await kv.delete(kv_name(key))
+    assert await ours.change(key, lambda s: ImageState(key=key, state="pending")) is not None
+    assert (await theirs.get(key)).state == "pending"
+
+    await ours.put(ImageState(key=key, state="processing", attempts=0))
+
+    async def increment(states: KvStates) -> None:
+        await states.change(key, lambda s: s.but(attempts=s.attempts + 1))
+
+    await asyncio.gather(*(increment(ours if n % 2 else theirs) for n in range(20)))
+    assert (await KvStates(kv).get(key)).attempts == 20
+
+
 async def test_max_deliveries_leaves_a_dead_letter_with_the_original(js: tuple[Any, Any]) -> None:
     _, jsc = js
     await ensure_topology(jsc, FAST_RETRY)

@@ -180,6 +180,33 @@ async def test_file_dropped_into_the_originals_folder_is_processed(
         assert (tmp_path / "variants" / "m" / "dropped" / "by hand" / "pic.jpg").is_file()
 
 
+async def test_an_upload_is_announced_once_though_the_folder_watcher_sees_it_land(
+    tmp_path: Path, nats_server_private
+):
+    """The API announces its upload; the folder watcher then sees the file land in the
+    originals folder, and must not publish it again (the bus would drop the duplicate, but
+    it cost a state read and a publish per upload). A file dropped by hand after it, seen by
+    the same watcher, is still announced: its announcement shows the watcher got that far."""
+    settings = make_settings(tmp_path, nats_server_private.url)
+    async with running(settings) as pipe:
+        announced: list[str] = []
+
+        async def record(msg: Any) -> None:
+            announced.append(json.loads(msg.data)["key"])
+
+        sub = await pipe.rt.nc.subscribe("pixpipe.object.created", cb=record)
+        try:
+            assert (await pipe.upload("up/loaded.jpg", images.jpeg())).status_code == 201
+            folder = pipe.rt.stores.originals.local_root
+            (folder / "up" / "dropped.jpg").write_bytes(images.jpeg(images.photo(320, 240)))
+            await eventually(lambda: "up/dropped.jpg" in announced)
+            assert (await pipe.wait("up/loaded.jpg")).state == "done"
+        finally:
+            await sub.unsubscribe()
+        assert announced.count("up/loaded.jpg") == 1, announced
+        assert announced.count("up/dropped.jpg") == 1, announced
+
+
 async def test_a_folder_loop_in_the_originals_folder_keeps_the_watcher_working(
     tmp_path: Path, nats_server_private
 ):

@@ -474,6 +474,28 @@ async def test_a_render_queued_as_its_pool_breaks_is_answered(small_jpeg: bytes)
         await asyncio.to_thread(pool.close)
 
 
+async def test_a_render_process_reads_a_local_original_itself(tmp_path: Path, small_jpeg: bytes):
+    """A local original is handed over as its path (its bytes never pass through the
+    worker's own process): read there under the same size limit, and a file gone by then is
+    ``missing``, one grown past the limit ``too_large``, each failing alone."""
+    original = tmp_path / "a.jpg"
+    original.write_bytes(small_jpeg)
+    pool = RenderPool(1, Limits(max_input_bytes=len(small_jpeg)))
+    try:
+        rendered = await pool.render(original, DEFAULT_RECIPE)
+        assert [v.name for v in rendered.variants] == list(SIX)
+        assert rendered.source.width == images.decoded(small_jpeg).width
+        original.write_bytes(small_jpeg + b"\0")
+        with pytest.raises(PixpipeError) as grown:
+            await pool.render(original, DEFAULT_RECIPE)
+        assert grown.value.kind is Kind.TOO_LARGE
+        with pytest.raises(PixpipeError) as gone:
+            await pool.render(tmp_path / "gone.jpg", DEFAULT_RECIPE)
+        assert gone.value.kind is Kind.MISSING
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
 async def test_a_render_over_the_memory_ceiling_fails_alone_and_the_process_lives_on(
     small_jpeg: bytes,
 ):

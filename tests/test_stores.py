@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -167,6 +168,46 @@ async def test_copy_to_another_store(store: Store, tmp_path: Path, size: int) ->
     await store.copy_to(other, "users/1/a b.jpg", "q/users/1/a b.jpg")
     meta = await other.head("q/users/1/a b.jpg")
     assert meta is not None and meta.size == size and meta.content_type == "image/jpeg"
+
+
+async def test_a_linked_backup_shares_the_file_and_keeps_its_bytes(tmp_path: Path) -> None:
+    """``copy_to(link=True)`` between two local stores makes a hard link (the backup costs no
+    bytes), and a later upload or a delete of the original never changes what the backup
+    holds: obstore replaces files by rename, never in place. Where links cannot be made
+    (another file system: /dev/shm is tmpfs), it copies; a symbolic link on the backup's
+    side is refused like anywhere else; a missing original is ``missing``."""
+    originals = open_store(f"file://{tmp_path / 'originals'}")
+    backup = open_store(f"file://{tmp_path / 'backup'}")
+    first, second = b"\xff\xd8first", b"\xff\xd8second"
+    await originals.put("u/a b.jpg", first)
+    etag = await originals.copy_to(backup, "u/a b.jpg", link=True)
+    source, copy = tmp_path / "originals" / "u" / "a b.jpg", tmp_path / "backup" / "u" / "a b.jpg"
+    assert source.stat().st_ino == copy.stat().st_ino, "copied, not linked"
+    assert etag == (await backup.head("u/a b.jpg")).etag and await backup.get("u/a b.jpg") == first
+    assert not [p.name for p in copy.parent.iterdir() if p.name != "a b.jpg"], "staging left"
+    await originals.put("u/a b.jpg", second)  # a new upload of the key
+    assert await backup.get("u/a b.jpg") == first
+    await originals.copy_to(backup, "u/a b.jpg", link=True)
+    await originals.delete("u/a b.jpg")
+    assert await backup.get("u/a b.jpg") == second
+    with pytest.raises(PixpipeError) as missing:
+        await originals.copy_to(backup, "u/a b.jpg", link=True)
+    assert missing.value.kind is Kind.MISSING
+
+    elsewhere = Path("/dev/shm") / f"pixpipe-backup-{tmp_path.name}"
+    try:
+        await originals.put("b.jpg", first)
+        await originals.copy_to(open_store(f"file://{elsewhere}"), "b.jpg", link=True)
+        assert (elsewhere / "b.jpg").read_bytes() == first
+        linked = (tmp_path / "originals" / "b.jpg").stat().st_ino
+        assert (elsewhere / "b.jpg").stat().st_ino != linked
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "backup" / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with pytest.raises(PixpipeError):
+        await originals.copy_to(backup, "b.jpg", "linked/b.jpg", link=True)
+    assert not list((tmp_path / "outside").iterdir())
 
 
 async def test_copy_of_a_missing_object_is_kind_missing(store: Store) -> None:

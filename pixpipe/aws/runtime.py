@@ -76,13 +76,15 @@ class Runtime:
         return Context(self.stores, RecordStates(self.stores.variants), self.announce,
                        self.render, self.recipe, self.limits)  # fmt: skip
 
-    async def render(self, data: bytes, recipe: Recipe) -> Rendered:
+    async def render(self, data: bytes | Path, recipe: Recipe) -> Rendered:
         """Render in this process (a Lambda invocation is one image at a time anyway), within
         ``limits.max_seconds`` and what is left of the invocation: libvips stops it at the
         sooner. Stopped by the invocation's end, it is transient however often it happens."""
         from ..imaging import render
 
         limits, deadline = self.limits, INVOCATION_DEADLINE.get()
+        if isinstance(data, Path):
+            data = limits.read(data)
         left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
         if left is None or left >= limits.max_seconds:
             return render(data, recipe, limits)

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 async def back_up(stores: Stores, key: str) -> bool:
-    """Copy ``key`` to the backup store unless an identical copy is there; True if copied."""
+    """Copy ``key`` to the backup store unless an identical copy is there; True if copied.
+    Two local stores share the file (a hard link: see ``Store.copy_to``)."""
     source = await stores.originals.head(key)
     if source is None:
         log.info("backup: %s is gone from originals (quarantined or deleted)", key)
@@ -19,7 +20,7 @@ async def back_up(stores: Stores, key: str) -> bool:
     copy = await stores.backup.head(key)
     if copy is not None and copy.size == source.size and copy.last_modified >= source.last_modified:
         return False
-    await stores.originals.copy_to(stores.backup, key)
+    await stores.originals.copy_to(stores.backup, key, link=True)
     return True
 
 

@@ -9,6 +9,7 @@ import os
 import resource
 from concurrent.futures import TimeoutError
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
@@ -77,14 +78,17 @@ def failure(exc: BaseException, limits: Limits) -> PixpipeError:
     return PixpipeError(Kind.CORRUPT, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _render(data: bytes, recipe: Recipe, limits: Limits, placeholder: bool) -> Any:
+def _render(data: bytes | Path, recipe: Recipe, limits: Limits, placeholder: bool) -> Any:
     from ..imaging import render
 
+    if isinstance(data, Path):
+        data = limits.read(data)
     return render(data, recipe, limits, placeholder=placeholder)
 
 
 class RenderPool:
-    """``await pool.render(data, recipe)`` in one of ``workers`` processes."""
+    """``await pool.render(data, recipe)`` in one of ``workers`` processes; ``data`` is the
+    original's bytes, or the path of a local one (read by the render process itself)."""
 
     def __init__(self, workers: int, limits: Limits, stopping: asyncio.Event | None = None) -> None:
         self.workers = workers
@@ -93,7 +97,9 @@ class RenderPool:
         self._pool = self._start()
         self._restarting = asyncio.Lock()
 
-    async def render(self, data: bytes, recipe: Recipe, placeholder: bool = True) -> Any:
+    async def render(
+        self, data: bytes | Path, recipe: Recipe, placeholder: bool = True
+    ) -> Any:
         for last in (False, True):
             pool = await self._ready()
             future = pool.schedule(

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .. import tracing
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from ..storage import Download, Stores
 
 Publish = Callable[[Event], Awaitable[None]]
-Render = Callable[[bytes, Recipe], Awaitable["Rendered"]]
+# A renderer takes the original's bytes, or the path of a local one (it reads it itself).
+Render = Callable[[bytes | Path, Recipe], Awaitable["Rendered"]]
 # What a variant object says of itself: its key keeps its name when the original is replaced,
 # so caches revalidate it; the versioned URL (``?v=``) is the immutable one (http/delivery.py).
 CACHE_CONTROL = "public, max-age=60"
@@ -111,7 +113,9 @@ async def render_variants(
         processing = await ctx.states.change(key, _for_version(etag, state, processing_of(etag)))
     if processing is None:
         return _superseded(key, etag)
-    data = await tracing.within("fetch original", _read(download), bytes=download.meta.size)
+    data: bytes | Path | None = ctx.stores.originals.local_path(key)
+    if data is None:  # a local one is read where it is rendered: no copy through this process
+        data = await tracing.within("fetch original", _read(download), bytes=download.meta.size)
     try:
         rendered = await tracing.within("render", ctx.render(data, ctx.recipe),
                                         variants=len(ctx.recipe))  # fmt: skip

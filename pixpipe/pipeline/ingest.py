@@ -43,6 +43,7 @@ async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
     try:
         if await _mark_pending(rt, event):
             await bus.publish_event(rt.js, event)
+            rt.announced[event.key] = event.etag
     except (NatsError, TimeoutError) as exc:
         if "maximum bytes" in str(exc).lower():
             message = "the bus is full: its event stream is at [bus] max_bytes; retry later"
@@ -70,7 +71,8 @@ async def _mark_pending(rt: Runtime, event: ObjectCreated) -> bool:
 
 
 async def announce(rt: Runtime, key: str) -> ObjectCreated:
-    """Publish ``object.created`` for an original already in the store."""
+    """Publish ``object.created`` for an original already in the store (unless this process
+    announced this very version already: the bus has it)."""
     meta = await rt.stores.originals.head(key)
     if meta is None:
         raise PixpipeError(Kind.MISSING, f"{key} is not in the originals store")
@@ -78,6 +80,8 @@ async def announce(rt: Runtime, key: str) -> ObjectCreated:
         key=key, size=meta.size, etag=meta.etag, content_type=meta.content_type,
         time=meta.last_modified,
     )  # fmt: skip
+    if meta.etag is not None and rt.announced.get(key) == meta.etag:
+        return event
     return await publish_created(rt, event)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import bus
 from ..config import Settings
 from ..jobs.variants import Context, Render
+from ..recent import Recent
 from ..recipe import Recipe
 from ..storage import Stores, open_stores
 from .states import KvStates
@@ -32,6 +33,9 @@ class Runtime:
     states: KvStates
     stores: Stores
     recipe: Recipe
+    # key → etag of the versions this process announced (the folder watcher then sees the
+    # API's own uploads land, and need not announce them a second time).
+    announced: Recent[str, str | None] = field(default_factory=lambda: Recent(4096))
 
     async def publish(self, event: Event) -> None:
         """Announce an event on the bus (its dedup id makes a repeat harmless)."""

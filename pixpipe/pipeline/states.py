@@ -12,51 +12,72 @@ from pydantic import ValidationError
 
 from ..bus import kv_keys, kv_name, kv_text
 from ..jobs.state import Change, ImageState
+from ..recent import Recent
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
 
 log = logging.getLogger("pixpipe")
+# A state as last seen here: its KV revision (None: there is none) and the state itself.
+Seen = tuple[int | None, ImageState | None]
+REMEMBERED = 4096
 
 
 class KvStates:
-    """Read and write image states; ``change`` is compare-and-set."""
+    """Read and write image states; ``change`` is compare-and-set.
 
-    def __init__(self, kv: KeyValue) -> None:
+    The revision of each state last read or written here is remembered (the newest few
+    thousand keys), so a change right after a read or a write sends its compare-and-set at
+    once instead of reading again: a stale revision only costs the read it saved.
+    """
+
+    def __init__(self, kv: KeyValue, remember: int = REMEMBERED) -> None:
         self.kv = kv
+        self._seen: Recent[str, Seen] = Recent(remember)
 
     async def get(self, key: str) -> ImageState | None:
-        try:
-            entry = await self.kv.get(kv_name(key))
-        except KeyNotFoundError:
-            return None
-        return ImageState.from_json(entry.value) if entry.value else None
+        return (await self._read(kv_name(key)))[1]
 
     async def put(self, state: ImageState) -> None:
-        await self.kv.put(kv_name(state.key), state.to_json())
+        name = kv_name(state.key)
+        self._seen[name] = (await self.kv.put(name, state.to_json()), state)
 
     async def change(self, key: str, change: Change) -> ImageState | None:
         """Compare-and-set on the KV revision (``kv.update(last=…)``; ``kv.create`` for a
-        first state), again until no other writer came in between."""
+        first state), again until no other writer came in between. A change that declines
+        a remembered state is asked again on a fresh read before its ``None`` is believed."""
         name = kv_name(key)
+        seen = self._seen.pop(name, None)
         while True:
-            try:
-                entry = await self.kv.get(name)
-            except KeyNotFoundError:
-                entry = None
-            current = ImageState.from_json(entry.value) if entry and entry.value else None
+            fresh = seen is None
+            revision, current = seen or await self._read(name)
+            seen = None
             new = change(current)
             if new is None:
-                return None
+                if fresh:
+                    return None
+                continue
             try:
-                if entry is None:
-                    await self.kv.create(name, new.to_json())
+                if revision is None:
+                    written = await self.kv.create(name, new.to_json())
                 else:
-                    await self.kv.update(name, new.to_json(), last=entry.revision)
+                    written = await self.kv.update(name, new.to_json(), last=revision)
             except KeyWrongLastSequenceError:
                 continue  # someone wrote first: look again
+            self._seen[name] = (written, new)
             return new
+
+    async def _read(self, name: str) -> Seen:
+        try:
+            entry = await self.kv.get(name)
+        except KeyNotFoundError:
+            seen: Seen = (None, None)
+        else:
+            state = ImageState.from_json(entry.value) if entry.value else None
+            seen = (entry.revision, state)
+        self._seen[name] = seen
+        return seen
 
     async def all(self) -> AsyncIterator[ImageState]:
         """Every image's state (for listings; fine up to a few hundred thousand keys). A record

@@ -13,8 +13,10 @@ import asyncio
 import mimetypes
 import os
 import re
+import secrets
+import stat
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,13 +92,16 @@ class Store:
 
     url: str
     inner: ObjectStore
+    # The folder behind a ``file://`` store (for watching dropped files), else ``None``.
+    local_root: Path | None = field(init=False)
 
-    @property
-    def local_root(self) -> Path | None:
-        """The folder behind a ``file://`` store (for watching dropped files), else ``None``."""
-        if isinstance(self.inner, LocalStore) and self.inner.prefix is not None:
-            return Path(self.inner.prefix)
-        return None
+    def __post_init__(self) -> None:
+        local = isinstance(self.inner, LocalStore) and self.inner.prefix is not None
+        object.__setattr__(self, "local_root", Path(self.inner.prefix) if local else None)
+
+    def local_path(self, key: str) -> Path | None:
+        """Where ``key`` lives in a local store (checked like every key), else ``None``."""
+        return self.local_root / self._check(key) if self.local_root is not None else None
 
     @property
     def has_attributes(self) -> bool:
@@ -131,13 +136,16 @@ class Store:
 
     def _linked(self, key: str) -> bool:
         """Whether any part of ``key``'s path in a local store is a symbolic link."""
-        path = self.local_root
-        if path is None:
+        if self.local_root is None:
             return False
+        path = str(self.local_root)
         for segment in key.split("/"):
-            path = path / segment
-            if path.is_symlink():
-                return True
+            path = f"{path}/{segment}"
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    return True
+            except (FileNotFoundError, NotADirectoryError):
+                return False  # nothing there, so no link further down either
         return False
 
     async def get(self, key: str) -> bytes:
@@ -261,14 +269,31 @@ class Store:
         if page:
             yield page
 
-    async def copy_to(self, other: Store, key: str, dest_key: str | None = None) -> str | None:
+    async def copy_to(
+        self, other: Store, key: str, dest_key: str | None = None, *, link: bool = False
+    ) -> str | None:
         """Copy one object into another store (backup, quarantine), streaming big ones.
 
-        Keeps Content-Type and Cache-Control; returns the new etag.
+        Keeps Content-Type and Cache-Control; returns the new etag. ``link``: between two
+        local stores on one file system, a hard link instead of a copy (the backup's, which
+        then costs no bytes). Safe because no file is ever rewritten in place: obstore writes
+        a staging file and renames it over the old one. The link has the original's etag, so
+        it is not for a copy that must come out as a new version.
         """
         dest_key = self._check(dest_key or key)
         self._check(key)
         where = self._where(key)
+        if link and self.local_root is not None and other.local_root is not None:
+            other._check(dest_key)
+            try:
+                _hard_link(self.local_root / key, other.local_root / dest_key)
+            except FileNotFoundError as exc:
+                raise self._failure(exc, f"copy {where}") from exc
+            except OSError:
+                pass  # another file system, or no links on it: copied below
+            else:
+                meta = await other.head(dest_key)
+                return meta.etag if meta else None
         try:
             result = await obs.get_async(self.inner, key)
         except _MAPPED as exc:
@@ -288,6 +313,19 @@ class Store:
             content_type=attributes.get("Content-Type"),
             cache_control=attributes.get("Cache-Control"),
         )
+
+
+def _hard_link(source: Path, dest: Path) -> None:
+    """``dest`` becomes another name of ``source``'s file, atomically (a staging name that
+    listings and the folder watcher skip, renamed into place)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = f"{dest}#{secrets.randbelow(10**9)}"
+    os.link(source, staging)
+    try:
+        os.replace(staging, dest)
+    except OSError:
+        os.unlink(staging)
+        raise
 
 
 # obstore's staging files of a write under way (``name#3``), which its own listing skips.
