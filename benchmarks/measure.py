@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -62,6 +63,41 @@ def run(
         cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
     )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds of ``pid`` and every live descendant, by pid: (command name, seconds).
+    Each process's own time plus that of the children it reaped (a render process recycled
+    after its tasks), so the sum over the tree counts every process once."""
+    found: dict[int, tuple[str, float]] = {}
+    pending = [pid]
+    while pending:
+        here = pending.pop()
+        try:
+            stat = Path(f"/proc/{here}/stat").read_text()
+            threads = list(Path(f"/proc/{here}/task").iterdir())
+            children = [int(c) for t in threads for c in (t / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # utime, stime, cutime, cstime (fields 14-17 of proc(5), counted from 3 here)
+        found[here] = (name, sum(int(f) for f in fields[11:15]) / CLOCK_TICKS)
+        pending.extend(children)
+    return found
+
+
+def cpu_spent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds spent between two ``tree_cpu`` snapshots, summed by command name."""
+    spent: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        spent[name] = spent.get(name, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
+    return spent
 
 
 def _last_json(stdout: str, stderr: str) -> dict[str, Any]:

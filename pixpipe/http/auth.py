@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 _bearer = HTTPBearer(auto_error=False, description="One of the API keys (`pixpipe up` prints one).")
 
 
-def authorised(
+async def authorised(
     request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """Write endpoints: ``Authorization: Bearer <one of the API keys>``."""
