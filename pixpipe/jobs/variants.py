@@ -113,9 +113,11 @@ async def render_variants(
         processing = await ctx.states.change(key, _for_version(etag, state, processing_of(etag)))
     if processing is None:
         return _superseded(key, etag)
-    data: bytes | Path | None = ctx.stores.originals.local_path(key)
-    if data is None:  # a local one is read where it is rendered: no copy through this process
-        data = await tracing.within("fetch original", _read(download), bytes=download.meta.size)
+    # A local original is read where it is rendered: its bytes never pass through here.
+    local = ctx.stores.originals.local_path(key)
+    with tracing.span("fetch original", bytes=download.meta.size,
+                      read_by="render process" if local else None):  # fmt: skip
+        data = local or await _read(download)
     try:
         rendered = await tracing.within("render", ctx.render(data, ctx.recipe),
                                         variants=len(ctx.recipe))  # fmt: skip
