@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test bench lint install clean chromium screenshot bench-transforms bench-compat deploy-check
+.PHONY: up test bench lint install clean chromium screenshot bench-transforms bench-compat bench-quality deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-transforms: $(STAMP)
 # imgproxy's benchmark workload, pixpipe's imgproxy URLs against thumbor (RESULTS.md, compat section).
 bench-compat: $(STAMP)
 	$(BIN)/python -m benchmarks.compat
+
+# Bytes at equal SSIMULACRA2, pixpipe's encoders against sharp's (RESULTS.md, quality section,
+# and benchmarks/quality.png); ssimulacra2 comes from benchmarks/requirements.txt. ~1 h on 2 cores.
+bench-quality: $(STAMP)
+	$(BIN)/python -m benchmarks.quality
 
 # AWS Lambda zips (build/lambda/, docs/aws.md): manylinux wheels for both architectures, sizes
 # printed, this machine's one smoke-tested. LAMBDA_ARCH is the one the template deploys.

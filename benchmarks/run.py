@@ -29,8 +29,8 @@ console = Console(stderr=True)
 
 
 def ensure_requirements() -> None:
-    """pip-install benchmarks/requirements.txt (matplotlib) when it is missing."""
-    if importlib.util.find_spec("matplotlib") is None:
+    """pip-install benchmarks/requirements.txt (matplotlib, ssimulacra2) when one is missing."""
+    if any(importlib.util.find_spec(name) is None for name in ("matplotlib", "ssimulacra2")):
         pip = [sys.executable, "-m", "pip", "install", "--quiet", "-r"]
         subprocess.run([*pip, str(HERE / "requirements.txt")], check=True)
 
