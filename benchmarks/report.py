@@ -20,7 +20,9 @@ CHART = HERE / "throughput.png"
 # (numerator, denominator, recipe or None for every recipe, target ratio)
 RATIO_TARGETS = (
     ("pixpipe", "sharp", "two-thumbnails", 1.6),
-    ("pixpipe", "sharp", "default-six", 1.4),
+    ("pixpipe", "sharp", "default-six", 2.0),
+    ("pixpipe", "sharp-mozjpeg", None, None),
+    ("pixpipe", "pixpipe-lib", None, 0.9),  # the CLI within 10% of the library
     ("pixpipe", "pillow", None, None),
     ("pixpipe", "imagemagick", None, 8.0),
 )

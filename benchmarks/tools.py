@@ -66,9 +66,15 @@ def _peer(module: str, **env: str) -> Callable[[list[Path], str, Path], Invocati
     return batch
 
 
-def sharp_batch(files: list[Path], recipe: str, out: Path) -> Invocation:
+def sharp_batch(files: list[Path], recipe: str, out: Path, mozjpeg: bool = False) -> Invocation:
     argv = ["node", str(SHARP_DIR / "bench.mjs"), recipes.as_json(recipe), str(out), str(JOBS)]
-    return Invocation(argv, _lines(files))
+    return Invocation(argv, _lines(files), _quiet_env(SHARP_MOZJPEG="1" if mozjpeg else ""))
+
+
+def sharp_mozjpeg_batch(files: list[Path], recipe: str, out: Path) -> Invocation:
+    """sharp with ``mozjpeg: true``: trellis quantisation and optimised scans, as pixpipe's
+    own JPEG encoder does by default (the same encoder work, for a like-for-like rate)."""
+    return sharp_batch(files, recipe, out, mozjpeg=True)
 
 
 def _pixpipe_missing() -> str | None:
@@ -99,6 +105,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("pixpipe", pixpipe_cli, available=_pixpipe_missing),
     Tool("pixpipe-lib", _peer("pixpipe_lib"), available=_pixpipe_missing),
     Tool("sharp", sharp_batch, available=_sharp_missing),
+    Tool("sharp-mozjpeg", sharp_mozjpeg_batch, available=_sharp_missing),
     Tool("pillow", _peer("pillow")),
     Tool("imagemagick", _peer("magick"), max_images=50, available=_magick_missing),
 )

@@ -12,6 +12,8 @@ import { basename, extname, join } from "node:path";
 import sharp from "sharp";
 
 sharp.cache(false);
+// SHARP_MOZJPEG=1: mozjpeg's settings (trellis quantisation, optimised scans), like pixpipe's.
+const MOZJPEG = process.env.SHARP_MOZJPEG === "1";
 
 function pipeline(input, variant) {
   const fit = variant.fit === "cover" ? "cover" : "inside";
@@ -22,7 +24,7 @@ function pipeline(input, variant) {
       position: "centre",
       withoutEnlargement: true,
     })
-    .jpeg({ quality: variant.quality, progressive: true, optimiseCoding: true });
+    .jpeg({ quality: variant.quality, progressive: true, optimiseCoding: true, mozjpeg: MOZJPEG });
 }
 
 async function processOne(file, variants, outDir) {
