@@ -474,6 +474,18 @@ async def test_a_render_queued_as_its_pool_breaks_is_answered(small_jpeg: bytes)
         await asyncio.to_thread(pool.close)
 
 
+async def test_a_render_pool_starts_its_processes_before_the_first_image():
+    """The render processes start with the pool, not at its first image: a first upload
+    does not wait a second or more for their start and imports (the latency benchmark's
+    first upload took 3.7 s)."""
+    others = set(children_of(os.getpid()))
+    pool = RenderPool(2, Limits())
+    try:
+        await eventually(lambda: len(set(children_of(os.getpid())) - others) >= 2)
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
 async def test_a_render_process_reads_a_local_original_itself(tmp_path: Path, small_jpeg: bytes):
     """A local original is handed over as its path (its bytes never pass through the
     worker's own process): read there under the same size limit, and a file gone by then is

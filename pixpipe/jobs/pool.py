@@ -86,6 +86,11 @@ def _render(data: bytes | Path, recipe: Recipe, limits: Limits, placeholder: boo
     return render(data, recipe, limits, placeholder=placeholder)
 
 
+def _warm() -> None:
+    """Nothing but the imports a first render would wait for."""
+    from ..imaging import render  # noqa: F401
+
+
 class RenderPool:
     """``await pool.render(data, recipe)`` in one of ``workers`` processes; ``data`` is the
     original's bytes, or the path of a local one (read by the render process itself)."""
@@ -154,8 +159,12 @@ class RenderPool:
         broken.join(timeout=10)
 
     def _start(self) -> ProcessPool:
+        """A pool whose processes start now, in the background: the first image must not
+        wait for their start (a second or more: the latency of a first upload)."""
         initargs = (threads_per_process(self.workers), self.limits.max_memory_mb)
-        return start_pool(self.workers, init_process, initargs)
+        pool = start_pool(self.workers, init_process, initargs)
+        pool.schedule(_warm)
+        return pool
 
     def close(self) -> None:
         self._pool.stop()
