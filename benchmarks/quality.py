@@ -107,6 +107,8 @@ ENCODERS: tuple[Encoder, ...] = (
     Encoder("pixpipe table 5", "jpeg", "pixpipe", {**_PROGRESSIVE, "quant_table": 5}),
     Encoder("pixpipe table 5 trellis", "jpeg", "pixpipe",
             {**_PROGRESSIVE, "quant_table": 5, "trellis_quant": True}),
+    Encoder("pixpipe table 5 trellis scans", "jpeg", "pixpipe",
+            {**_PROGRESSIVE, "quant_table": 5, "trellis_quant": True, "optimize_scans": True}),
     SHARP["jpeg"],
     Encoder("sharp mozjpeg", "jpeg", "sharp",
             {"progressive": True, "optimiseCoding": True, "mozjpeg": True}),

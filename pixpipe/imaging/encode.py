@@ -42,15 +42,15 @@ def _encode(image: pyvips.Image, fmt: str, variant: Variant, q: int) -> bytes:
     keep = "none" if variant.strip else "all"
     lossless = variant.lossless
     if fmt == "jpeg":
-        return image.jpegsave_buffer(Q=min(q + 1, 100), **_jpeg(variant, q), keep=keep)
+        return image.jpegsave_buffer(**_jpeg(variant, q), keep=keep)
     if fmt == "webp":
-        # effort 5: 1.6% fewer bytes than 4 at the same SSIMULACRA2, for no measurable CPU;
-        # 6 saves 0.1% more for 1.8x the time (benchmarks/RESULTS.md, quality section).
+        # effort 5: 1.7% fewer bytes than 4 (sharp's default) at the same SSIMULACRA2 for
+        # about the same CPU; 6 saves 1.5% more for 2.3x the time (RESULTS.md, quality).
         return image.webpsave_buffer(Q=q, lossless=lossless, effort=5, keep=keep)
     if fmt == "avif":
-        # effort 3 with full-resolution chroma: the bytes of effort 4 with 4:2:0 at the same
-        # SSIMULACRA2, for a fifth of its CPU (effort 4 with 4:4:4, sharp's default, is 4%
-        # smaller and 7x slower; effort 2 is 4% larger and 1.4x faster).
+        # effort 3 with full-resolution chroma: 2% fewer bytes than effort 4 with 4:2:0 at the
+        # same SSIMULACRA2, for a fifth of its CPU. Effort 4 with 4:4:4 (sharp's default) is
+        # 5% smaller still but 5.5x slower; effort 2, 5% larger (RESULTS.md, quality).
         return image.heifsave_buffer(
             Q=q, lossless=lossless, compression="av1", effort=3, subsample_mode="off", keep=keep
         )
@@ -62,16 +62,16 @@ def _encode(image: pyvips.Image, fmt: str, variant: Variant, q: int) -> bytes:
 
 
 def _jpeg(variant: Variant, q: int) -> dict[str, object]:
-    """mozjpeg's quantisation table 5 (Klein, Silverstein and Carney) with trellis
-    quantisation and optimised progressive scans: on 800 px photos, ~12% fewer bytes than
-    libjpeg's tables at the same SSIMULACRA2, for ~4x the encode CPU (benchmarks/RESULTS.md,
-    quality section). Table 5 scores a little lower at the same Q, so ``q`` is saved as Q q+1:
-    a quality keeps the look it had. Chroma is halved below q90 and kept from q90 up, as
-    libvips' ``auto`` did on the unshifted Q."""
+    """mozjpeg's quantisation table 5 (Klein, Silverstein and Carney): on 16 photos at
+    800 px, 9.9% fewer bytes than libjpeg's table (sharp's default) at the same SSIMULACRA2,
+    for no extra encode CPU (benchmarks/RESULTS.md, quality section). Trellis quantisation
+    would save 0.5% more for 3x the encode CPU, which on the default six is most of a render:
+    not worth it. Table 5 scores higher at the same Q, so ``q`` is saved as Q q-2: a quality
+    has the look libjpeg's table gives it (sharp's q80 is pixpipe's q80). Chroma is halved
+    below q90 and kept from q90 up, as libvips' ``auto`` does on the unshifted Q."""
     return {
-        "interlace": variant.progressive, "optimize_coding": True, "quant_table": 5,
-        "trellis_quant": True, "optimize_scans": variant.progressive,
-        "subsample_mode": "off" if q >= 90 else "on",
+        "Q": max(1, min(q - 2, 100)), "interlace": variant.progressive, "optimize_coding": True,
+        "quant_table": 5, "subsample_mode": "off" if q >= 90 else "on",
     }  # fmt: skip
 
 
