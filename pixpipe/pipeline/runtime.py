@@ -35,7 +35,7 @@ class Runtime:
     recipe: Recipe
     # key → etag of the versions this process announced (the folder watcher then sees the
     # API's own uploads land, and need not announce them a second time).
-    announced: Recent[str, str | None] = field(default_factory=lambda: Recent(4096))
+    announced: Recent[str, str | None] = field(default_factory=lambda: Recent(1024))
 
     async def publish(self, event: Event) -> None:
         """Announce an event on the bus (its dedup id makes a repeat harmless)."""

@@ -21,14 +21,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("pixpipe")
 # A state as last seen here: its KV revision (None: there is none) and the state itself.
 Seen = tuple[int | None, ImageState | None]
-REMEMBERED = 4096
+# Enough for every image in flight (a state is needed again only within its own job):
+# more would only hold old states (the soak saw 4096 of them take 20 MB).
+REMEMBERED = 256
 
 
 class KvStates:
     """Read and write image states; ``change`` is compare-and-set.
 
-    The revision of each state last read or written here is remembered (the newest few
-    thousand keys), so a change right after a read or a write sends its compare-and-set at
+    The revision of each state last read or written here is remembered (for the newest
+    ``REMEMBERED`` keys), so a change right after a read or a write sends its compare-and-set at
     once instead of reading again: a stale revision only costs the read it saved.
     """
 
