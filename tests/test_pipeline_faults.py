@@ -402,9 +402,9 @@ async def test_render_pool_survives_a_process_killed_before_it_took_its_task(sma
     """pebble declares a whole pool broken when a process dies before acknowledging a task:
     the pool is the fault, not the image, so a fresh pool renders it (no delivery spent), and
     every image after it too."""
-    pool = RenderPool(1, Limits())
+    before = set(children_of(os.getpid()))
+    pool = RenderPool(1, Limits())  # its process starts now, in the background
     try:
-        before = set(children_of(os.getpid()))
         first = asyncio.ensure_future(pool.render(small_jpeg, DEFAULT_RECIPE))
         await eventually(lambda: set(children_of(os.getpid())) - before, timeout=10)
         (starting,) = set(children_of(os.getpid())) - before  # still importing libvips
