@@ -420,12 +420,13 @@ async def test_a_render_longer_than_the_ack_wait_is_not_delivered_twice(
 ):
     """With a short ack wait (the first backoff step: 0.5 s here), the worker tells the server
     it is still at work often enough: a render of several times that is delivered once."""
-    slow = [{"name": "a", "width": 1600, "height": 1600, "format": "avif"}]  # seconds to encode
+    # AVIF at 4 MP: a second or more to encode (at 2 MP, AVIF's effort 3 took only 0.7 s)
+    slow = [{"name": "a", "width": 2400, "height": 2400, "format": "avif"}]
     settings = make_settings(tmp_path, nats_server_private.url, variants=slow,
                              retry={"attempts": 3, "backoff_s": [0.5, 0.5]})  # fmt: skip
     key = "slow/big.jpg"
     async with running(settings) as pipe:
-        assert (await pipe.upload(key, images.jpeg(images.photo(1600, 1200)))).status_code == 201
+        assert (await pipe.upload(key, images.jpeg(images.photo(2400, 1800)))).status_code == 201
         state = await pipe.wait(key, timeout=120)
         assert state.state == "done" and state.attempts == 1, state
         assert (state.duration_ms or 0) > 1000  # twice the ack wait at least, or it proves nothing
