@@ -3,6 +3,15 @@
 ``os.wait4`` returns the child's resource usage folded with every descendant it reaped, so
 ``ru_maxrss`` is the peak RSS of the largest single process of the tree (one worker) and
 ``ru_utime + ru_stime`` the CPU seconds of all of them.
+
+The tool is not the driver's own child but a tiny launcher's (``python -I -S``, ~10 MB),
+which spawns it with the same stdio and environment, waits for it and hands its usage back
+as JSON. The driver cannot wait4 the tool itself: ``subprocess`` starts children with vfork,
+and on Linux ``exec`` records the RSS high-water mark of the memory it replaces, the
+*parent's* after a vfork (a forked copy's is the parent's RSS at the fork), as the child's
+``ru_maxrss``. A driver that built the corpus with pyvips in-process (243 MB) thus lent every
+tool its 243 MB as a peak (and earlier 45 MB floors of Pillow and ImageMagick were the same).
+The launcher takes that inheritance; a tool's floor is now the launcher's own ~10 MB.
 """
 
 from __future__ import annotations
@@ -10,8 +19,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +41,25 @@ class ToolFailed(RuntimeError):
     """A tool exited non-zero or printed no JSON report."""
 
 
+# Spawns argv[2:] with its stdio and environment, waits for it, writes its usage to fd argv[1].
+_LAUNCHER = """
+import json, os, sys, time
+fd = int(sys.argv[1])
+os.set_inheritable(fd, False)
+started = time.perf_counter()
+try:
+    pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+except OSError as exc:
+    os.write(fd, json.dumps({"error": str(exc)}).encode())
+    sys.exit()
+_, status, usage = os.wait4(pid, 0)
+os.write(fd, json.dumps({"exit": os.waitstatus_to_exitcode(status),
+                         "wall_s": time.perf_counter() - started,
+                         "cpu_s": usage.ru_utime + usage.ru_stime,
+                         "maxrss_kib": usage.ru_maxrss}).encode())
+"""
+
+
 def run(
     argv: Sequence[str],
     stdin: str = "",
@@ -40,28 +68,37 @@ def run(
 ) -> Measured:
     """Run ``argv`` to completion; its last stdout line that parses as JSON is the report
     (``{}`` for a tool that prints none, when ``expect_report`` is false)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.TemporaryFile("w+") as usage,
+    ):
+        fd = usage.fileno()
+        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(fd), *argv]
         proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=out, stderr=err, text=True,
-            env=dict(env) if env is not None else None,
+            launcher, stdin=subprocess.PIPE, stdout=out, stderr=err, text=True,
+            env=dict(env) if env is not None else None, pass_fds=(fd,),
         )  # fmt: skip
         assert proc.stdin is not None
         proc.stdin.write(stdin)
         proc.stdin.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        launched = proc.wait()
         out.seek(0)
         err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if proc.returncode not in (0, 1):  # pixpipe exits 1 when any image failed
-        raise ToolFailed(f"{argv[0]} exited {proc.returncode}: {stderr[-2000:]}")
+        usage.seek(0)
+        stdout, stderr, spent = out.read(), err.read(), usage.read()
+    if launched != 0 or not spent:
+        raise ToolFailed(f"the launcher of {argv[0]} exited {launched}: {stderr[-2000:]}")
+    tool = json.loads(spent)
+    if "error" in tool:
+        raise ToolFailed(f"{argv[0]} did not start: {tool['error']}")
+    if tool["exit"] not in (0, 1):  # pixpipe exits 1 when any image failed
+        raise ToolFailed(f"{argv[0]} exited {tool['exit']}: {stderr[-2000:]}")
     return Measured(
         report=_last_json(stdout, stderr) if expect_report else {},
-        wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
+        wall_s=tool["wall_s"],
+        cpu_s=tool["cpu_s"],
+        peak_rss_mb=tool["maxrss_kib"] / 1024,  # Linux reports KiB
     )
 
 
