@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import obstore as obs
 import pytest
 
 from pixpipe.config import Settings
@@ -20,6 +22,7 @@ from pixpipe.storage import (
     open_stores,
     validate_key,
 )
+from pixpipe.storage.pieces import PIECE_BYTES, in_pieces
 
 FAST = {"max_retries": 0, "retry_timeout": timedelta(seconds=2)}
 
@@ -368,3 +371,37 @@ async def test_a_local_store_keeps_its_folder_out_of_failure_messages(tmp_path: 
     assert caught.value.kind is Kind.MISSING
     assert "users/42/gone.jpg" in caught.value.message
     assert str(tmp_path) not in caught.value.message
+
+
+async def test_a_local_head_is_what_obstore_reports(tmp_path: Path) -> None:
+    """A local store answers heads from one ``stat``: the same size, etag and time as
+    obstore's own head, and nothing for a folder or a path through a file."""
+    store = open_store(f"file://{tmp_path}")
+    etag = await store.put("a/b.jpg", b"x" * 1234)
+    raw = (await obs.get_async(store.inner, "a/b.jpg", options={"head": True})).meta
+    meta = await store.head("a/b.jpg")
+    assert meta is not None
+    assert (meta.size, meta.etag, meta.last_modified) == (1234, etag, raw["last_modified"])
+    assert meta.etag == raw["e_tag"].strip('"')
+    assert await store.head("a") is None and await store.head("a/b.jpg/c") is None
+
+
+async def test_a_streamed_put_reaches_the_store_in_pieces(tmp_path: Path) -> None:
+    """A short stream is handed over whole, a long one in pieces of ``PIECE_BYTES`` (obstore
+    pulls each item through the event loop); the bytes stored are the bytes sent."""
+    data = bytes(range(256)) * (9 * 1024 * 1024 // 256 + 7)
+
+    async def chunks(body: bytes, size: int = 65536) -> AsyncIterator[bytes]:
+        for at in range(0, len(body), size):
+            yield body[at : at + size]
+
+    assert await in_pieces(chunks(data[:100_000])) == data[:100_000]
+    streamed = await in_pieces(chunks(data))
+    assert not isinstance(streamed, bytes)
+    pieces = [piece async for piece in streamed]
+    assert [len(p) >= PIECE_BYTES for p in pieces] == [True, True, False]
+    assert b"".join(pieces) == data
+    store = open_store(f"file://{tmp_path}")
+    await store.put("big.jpg", chunks(data))
+    await store.put("small.jpg", chunks(data[:5000], 700))
+    assert await store.get("big.jpg") == data and await store.get("small.jpg") == data[:5000]

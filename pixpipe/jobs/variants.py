@@ -102,20 +102,23 @@ async def render_variants(
         # ``processing`` at once (seen while a slow store is retried), never over another version
         early = _for_version(event.etag, None, processing_of(event.etag))
         processing = await ctx.states.change(key, early)
-    download = await ctx.stores.originals.open(key)
-    etag = event.etag or download.meta.etag
-    if download.meta.etag != etag:
+    # A local original is read where it is rendered: its bytes never pass through here.
+    local = ctx.stores.originals.local_path(key)
+    download = None if local else await ctx.stores.originals.open(key)
+    meta = download.meta if download else await ctx.stores.originals.head(key)
+    if meta is None:
+        raise PixpipeError(Kind.MISSING, f"get original {key}: not found")
+    etag = event.etag or meta.etag
+    if meta.etag != etag:
         return _superseded(key, etag)
-    ctx.limits.check_size(download.meta.size)  # its body is not read: the stream is dropped
+    ctx.limits.check_size(meta.size)  # its body is not read: the stream is dropped
     if not event.etag and (skipped := await _already(ctx, state, etag, delivery)):
         return skipped
     if processing is None:
         processing = await ctx.states.change(key, _for_version(etag, state, processing_of(etag)))
     if processing is None:
         return _superseded(key, etag)
-    # A local original is read where it is rendered: its bytes never pass through here.
-    local = ctx.stores.originals.local_path(key)
-    with tracing.span("fetch original", bytes=download.meta.size,
+    with tracing.span("fetch original", bytes=meta.size,
                       read_by="render process" if local else None):  # fmt: skip
         data = local or await _read(download)
     try:

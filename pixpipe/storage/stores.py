@@ -17,7 +17,7 @@ import secrets
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from obstore.store import LocalStore
 
 from ..errors import Kind, PixpipeError
 from .keys import MAX_KEY_BYTES, BadKey, validate_key
+from .pieces import in_pieces
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -84,6 +85,24 @@ def bare_etag(etag: str | None) -> str | None:
 
 def _meta(raw: Any, key: str, content_type: str | None = None) -> Meta:
     return Meta(key, raw["size"], bare_etag(raw["e_tag"]), raw["last_modified"], content_type)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _local_head(root: Path, key: str) -> Meta | None:
+    """A local file's metadata from one ``stat``, as obstore reports it (etag ``{inode:x}-
+    {mtime µs:x}-{size:x}``), without a trip through its runtime (~1.5 ms CPU per image)."""
+    try:
+        found = os.stat(f"{root}/{key}")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    micros = found.st_mtime_ns // 1000
+    etag = f"{found.st_ino:x}-{micros:x}-{found.st_size:x}"
+    modified = _EPOCH + timedelta(microseconds=micros)
+    return Meta(key, found.st_size, etag, modified, _guess_type(key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +207,8 @@ class Store:
             self._check(key)
         except PixpipeError:  # a symbolic link: nothing there, as far as anyone is told
             return None
+        if self.local_root is not None:
+            return _local_head(self.local_root, key)
         try:
             # A GET with `head` returns the attributes (Content-Type), a plain HEAD does not.
             result = await obs.get_async(self.inner, key, options={"head": True})
@@ -222,13 +243,10 @@ class Store:
                 attributes["Content-Type"] = content_type
             if cache_control:
                 attributes["Cache-Control"] = cache_control
+        if not isinstance(data, bytes | memoryview):
+            data = await in_pieces(data)
         try:
-            result = await obs.put_async(
-                self.inner,
-                key,
-                data,
-                attributes=attributes or None,
-            )
+            result = await obs.put_async(self.inner, key, data, attributes=attributes or None)
         except _MAPPED as exc:
             raise self._failure(exc, f"put {self._where(key)}") from exc
         return bare_etag(result["e_tag"])
