@@ -29,14 +29,13 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from benchmarks import corpus, pipeline, recipes, report, tools
+from benchmarks import corpus, measure, pipeline, recipes, report, tools
 from benchmarks.pipeline import KEY
 from pixpipe.bus import EmbeddedServer
 from pixpipe.cost.model import Profile, lambda_seconds
@@ -116,7 +115,7 @@ def _worker(config: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 def backfill(count: int) -> dict[str, float]:
     """Reprocess ``count`` stored originals for the new variant → rate and CPU per image."""
-    with tempfile.TemporaryDirectory(prefix="pixpipe-bench-bf-") as name:
+    with measure.scratch("pixpipe-bench-bf-") as name:
         tmp = Path(name)
         _linked(tmp / "data" / "originals" / "backfill", count)
         with EmbeddedServer(tmp / "nats") as server:
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="Print, do not write RESULTS.md.")
     args = parser.parse_args(argv)
     pairs = []
-    with tempfile.TemporaryDirectory(prefix="pixpipe-bench-order-") as name:
+    with measure.scratch("pixpipe-bench-order-") as name:
         files = _linked(Path(name), args.count)
         for run in range(args.runs):
             pairs.append(order_run(files))

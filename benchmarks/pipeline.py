@@ -33,7 +33,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -85,7 +84,7 @@ def pixpipe_up(
     """A fresh ``pixpipe up`` (two render processes, ``env`` added to its environment,
     ``config_extra`` to its ``pixpipe.toml``), stopped afterwards. On an error, the tail
     of its log is printed."""
-    with tempfile.TemporaryDirectory(prefix="pixpipe-bench-up-") as tmp:
+    with measure.scratch("pixpipe-bench-up-") as tmp:
         config = Path(tmp) / "pixpipe.toml"
         config.write_text(_config(recipe, config_extra))
         port = _free_port()
@@ -206,7 +205,7 @@ def cpu_run(
         before = measure.tree_cpu(up.pid)
         pipeline = asyncio.run(order(up.url, files) if order else _order(up, files, way.put))
         spent = measure.cpu_spent(before, measure.tree_cpu(up.pid))
-    with tempfile.TemporaryDirectory(prefix="pixpipe-bench-") as out:
+    with measure.scratch("pixpipe-bench-") as out:
         call = tools.pixpipe_cli(files, recipe, Path(out))
         process = measure.run(call.argv, call.stdin, call.env)
     return Pair(pipeline, spent, float(process.report["seconds"]), process.cpu_s, source)

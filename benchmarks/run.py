@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -74,7 +73,7 @@ def run_batches(
 
 def _one_batch(tool: tools.Tool, files: list[Path], recipe: str) -> measure.Measured:
     subset = files[: tool.max_images] if tool.max_images else files
-    with tempfile.TemporaryDirectory(prefix="pixpipe-bench-") as out:
+    with measure.scratch("pixpipe-bench-") as out:
         call = tool.batch(subset, recipe, Path(out))
         return measure.run(call.argv, call.stdin, call.env)
 
@@ -86,7 +85,7 @@ def run_big(names: list[str], runs: int) -> list[report.Big]:
         for _ in range(runs):
             for big in bigs:
                 progress.update(task, description=f"8000x5000: {big.tool}")
-                with tempfile.TemporaryDirectory(prefix="pixpipe-big-") as out:
+                with measure.scratch("pixpipe-big-") as out:
                     call = tools.BIG_TOOLS[big.tool](corpus.BIG, Path(out))
                     expect = big.tool != "imagemagick"
                     big.runs.append(measure.run(call.argv, call.stdin, call.env, expect))
