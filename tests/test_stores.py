@@ -82,6 +82,8 @@ async def test_put_get_head(store: Store) -> None:
     assert meta.last_modified.tzinfo is not None
     assert await store.exists(key)
     assert await store.get_range(key, 6, 11) == b"world"
+    download = await store.open(key)  # the body at once (the worker's read of an original)
+    assert (download.meta.etag, await download.whole()) == (etag, b"hello world")
 
 
 async def test_overwrite_changes_the_etag(store: Store) -> None:

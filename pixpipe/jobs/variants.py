@@ -31,7 +31,7 @@ from .state import Change, ErrorInfo, ImageState, SourceInfo, StateStore, Varian
 if TYPE_CHECKING:
     from ..imaging import Output, Rendered
     from ..limits import Limits
-    from ..storage import Download, Stores
+    from ..storage import Download, Meta, Stores
 
 Publish = Callable[[Event], Awaitable[None]]
 # A renderer takes the original's bytes, or the path of a local one (it reads it itself).
@@ -102,12 +102,7 @@ async def render_variants(
         # ``processing`` at once (seen while a slow store is retried), never over another version
         early = _for_version(event.etag, None, processing_of(event.etag))
         processing = await ctx.states.change(key, early)
-    # A local original is read where it is rendered: its bytes never pass through here.
-    local = ctx.stores.originals.local_path(key)
-    download = None if local else await ctx.stores.originals.open(key)
-    meta = download.meta if download else await ctx.stores.originals.head(key)
-    if meta is None:
-        raise PixpipeError(Kind.MISSING, f"get original {key}: not found")
+    meta, original = await _locate(ctx, key)
     etag = event.etag or meta.etag
     if meta.etag != etag:
         return _superseded(key, etag)
@@ -118,9 +113,10 @@ async def render_variants(
         processing = await ctx.states.change(key, _for_version(etag, state, processing_of(etag)))
     if processing is None:
         return _superseded(key, etag)
+    local = isinstance(original, Path)
     with tracing.span("fetch original", bytes=meta.size,
                       read_by="render process" if local else None):  # fmt: skip
-        data = local or await _read(download)
+        data = original if isinstance(original, Path) else await original.whole()
     try:
         rendered = await tracing.within("render", ctx.render(data, ctx.recipe),
                                         variants=len(ctx.recipe))  # fmt: skip
@@ -150,8 +146,17 @@ async def render_variants(
     return Outcome(key, "done", f"{len(infos)} variants in {duration_ms:.0f} ms")
 
 
-async def _read(download: Download) -> bytes:
-    return b"".join([chunk async for chunk in download.chunks])
+async def _locate(ctx: Context, key: str) -> tuple[Meta, Path | Download]:
+    """The original's metadata, and how it is read: a local original's path (read where it is
+    rendered: its bytes never pass through here), else a download whose body is not read yet
+    (it is refused by its size first)."""
+    local = ctx.stores.originals.local_path(key)
+    if local is None:
+        download = await ctx.stores.originals.open(key)
+        return download.meta, download
+    if (meta := await ctx.stores.originals.head(key)) is None:
+        raise PixpipeError(Kind.MISSING, f"get original {key}: not found")
+    return meta, local
 
 
 async def _already(

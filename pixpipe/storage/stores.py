@@ -13,11 +13,10 @@ import asyncio
 import mimetypes
 import os
 import re
-import secrets
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from obstore.store import LocalStore
 
 from ..errors import Kind, PixpipeError
 from .keys import MAX_KEY_BYTES, BadKey, validate_key
+from .local import hard_link, stat_head
 from .pieces import in_pieces
 
 if TYPE_CHECKING:
@@ -51,11 +51,13 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Download:
-    """A streaming read: the object's metadata, the byte range served, and the chunks."""
+    """A streaming read: the object's metadata, the byte range served, and the chunks, or
+    (before any is read) ``whole()``: the body in one trip through obstore's runtime."""
 
     meta: Meta
     range: tuple[int, int]  # [start, end) actually returned
     chunks: AsyncIterator[bytes]
+    whole: Callable[[], Awaitable[bytes]]
 
 
 def _error(exc: BaseException, what: str, root: Path | None = None) -> PixpipeError:
@@ -85,24 +87,6 @@ def bare_etag(etag: str | None) -> str | None:
 
 def _meta(raw: Any, key: str, content_type: str | None = None) -> Meta:
     return Meta(key, raw["size"], bare_etag(raw["e_tag"]), raw["last_modified"], content_type)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _local_head(root: Path, key: str) -> Meta | None:
-    """A local file's metadata from one ``stat``, as obstore reports it (etag ``{inode:x}-
-    {mtime µs:x}-{size:x}``), without a trip through its runtime (~1.5 ms CPU per image)."""
-    try:
-        found = os.stat(f"{root}/{key}")
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if not stat.S_ISREG(found.st_mode):
-        return None
-    micros = found.st_mtime_ns // 1000
-    etag = f"{found.st_ino:x}-{micros:x}-{found.st_size:x}"
-    modified = _EPOCH + timedelta(microseconds=micros)
-    return Meta(key, found.st_size, etag, modified, _guess_type(key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +182,15 @@ class Store:
         except _MAPPED as exc:
             raise self._failure(exc, f"get {where}") from exc
         content_type = result.attributes.get("Content-Type") or _guess_type(key)
-        chunks = _reading(result.stream(min_chunk_size=256 * 1024), where)
-        return Download(_meta(result.meta, key, content_type), result.range, chunks)
+        chunks = _reading(lambda: result.stream(min_chunk_size=256 * 1024), where)
+
+        async def whole() -> bytes:
+            try:
+                return bytes(await result.bytes_async())
+            except _MAPPED as exc:
+                raise self._failure(exc, f"read {where}") from exc
+
+        return Download(_meta(result.meta, key, content_type), result.range, chunks, whole)
 
     async def head(self, key: str) -> Meta | None:
         """The object's metadata, or ``None`` if there is none."""
@@ -207,8 +198,9 @@ class Store:
             self._check(key)
         except PixpipeError:  # a symbolic link: nothing there, as far as anyone is told
             return None
-        if self.local_root is not None:
-            return _local_head(self.local_root, key)
+        if self.local_root is not None:  # one stat, not a trip through obstore's runtime
+            found = stat_head(self.local_root, key)
+            return Meta(key, *found, _guess_type(key)) if found else None
         try:
             # A GET with `head` returns the attributes (Content-Type), a plain HEAD does not.
             result = await obs.get_async(self.inner, key, options={"head": True})
@@ -304,7 +296,7 @@ class Store:
         if link and self.local_root is not None and other.local_root is not None:
             other._check(dest_key)
             try:
-                _hard_link(self.local_root / key, other.local_root / dest_key)
+                hard_link(self.local_root / key, other.local_root / dest_key)
             except FileNotFoundError as exc:
                 raise self._failure(exc, f"copy {where}") from exc
             except OSError:
@@ -324,26 +316,13 @@ class Store:
             except _MAPPED as exc:
                 raise self._failure(exc, f"copy {where}") from exc
         else:
-            data = _reading(result.stream(), where)
+            data = _reading(result.stream, where)
         return await other.put(
             dest_key,
             data,
             content_type=attributes.get("Content-Type"),
             cache_control=attributes.get("Cache-Control"),
         )
-
-
-def _hard_link(source: Path, dest: Path) -> None:
-    """``dest`` becomes another name of ``source``'s file, atomically (a staging name that
-    listings and the folder watcher skip, renamed into place)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = f"{dest}#{secrets.randbelow(10**9)}"
-    os.link(source, staging)
-    try:
-        os.replace(staging, dest)
-    except OSError:
-        os.unlink(staging)
-        raise
 
 
 # obstore's staging files of a write under way (``name#3``), which its own listing skips.
@@ -388,9 +367,9 @@ async def _walk(
                 yield chunk
 
 
-async def _reading(stream: AsyncIterator[Any], where: str) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in stream:
+async def _reading(stream: Callable[[], AsyncIterator[Any]], where: str) -> AsyncIterator[bytes]:
+    try:  # the stream is made at the first read: until then ``whole()`` may take the body
+        async for chunk in stream():
             yield bytes(chunk)
     except _MAPPED as exc:
         raise _error(exc, f"read {where}") from exc
