@@ -277,6 +277,34 @@ async def test_a_remembered_revision_never_loses_a_write(js: tuple[Any, Any]) ->
     assert (await KvStates(kv).get(key)).attempts == 20
 
 
+async def test_a_first_state_is_written_only_where_none_ever_was(js: tuple[Any, Any]) -> None:
+    """``KvStates.create`` (an upload's ``pending`` without a read first) writes only the very
+    first state of a key: of two racing, one wins; a key with a state, or whose state was
+    deleted, is left to the caller's read; and its revision is remembered for the next
+    compare-and-set."""
+    from pixpipe.jobs.state import ImageState
+    from pixpipe.pipeline.states import KvStates
+
+    _, jsc = js
+    kv = await ensure_topology(jsc)
+    ours, theirs = KvStates(kv), KvStates(kv)
+    key = "first/a.jpg"
+    won = await asyncio.gather(*(states.create(ImageState(key=key, state="pending", etag=e))
+                                 for states, e in ((ours, "1"), (theirs, "2"))))  # fmt: skip
+    assert sorted(won) == [False, True]
+    winner = "1" if won[0] else "2"
+    assert (await KvStates(kv).get(key)).etag == winner
+    assert not await ours.create(ImageState(key=key, state="pending", etag="3"))
+    assert (await KvStates(kv).get(key)).etag == winner
+    await kv.delete(kv_name(key))
+    assert not await ours.create(ImageState(key=key, state="pending", etag="4"))
+    assert await KvStates(kv).get(key) is None
+    fresh = KvStates(kv)
+    assert await fresh.create(ImageState(key="first/b.jpg", state="pending", etag="5"))
+    assert fresh._seen[kv_name("first/b.jpg")][1].etag == "5"
+    assert (await fresh.change("first/b.jpg", lambda s: s.but(state="processing"))).etag == "5"
+
+
 async def test_max_deliveries_leaves_a_dead_letter_with_the_original(js: tuple[Any, Any]) -> None:
     _, jsc = js
     await ensure_topology(jsc, FAST_RETRY)

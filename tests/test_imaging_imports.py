@@ -69,6 +69,34 @@ def test_sniff_loads_without_libvips() -> None:
     assert run.returncode == 0, run.stderr
 
 
+RENDER_AND_PICKLE = """
+import pickle, sys
+import pyvips
+from pixpipe.imaging import render
+from pixpipe.recipe import Recipe, Variant
+photo = pyvips.Image.black(64, 48).jpegsave_buffer()
+sys.stdout.buffer.write(pickle.dumps(render(photo, Recipe((Variant("t", 32, 32),)))))
+"""
+UNPICKLE = """
+import pickle, sys
+rendered = pickle.loads(sys.stdin.buffer.read())
+assert rendered["t"].width == 32 and rendered["t"].content_type == "image/jpeg"
+assert rendered.source.width == 64 and rendered.placeholder
+heavy = {"pyvips", "PIL", "pypdfium2"} & set(sys.modules)
+assert not heavy, f"unpickling a render result imported {heavy}"
+"""
+
+
+def test_a_render_result_unpickles_without_libvips() -> None:
+    """A render process pickles its ``Rendered`` to the pipeline's asyncio process, which never
+    touches a pixel: taking it in there must not load libvips, Pillow or PDFium."""
+    made = subprocess.run([sys.executable, "-c", RENDER_AND_PICKLE], capture_output=True,
+                          timeout=60, check=True)  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", UNPICKLE], input=made.stdout,
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()
+
+
 @pytest.mark.parametrize("entry", ["inspect", "decode", "render"])
 def test_every_module_that_decodes_hardens_libvips_on_import(entry: str) -> None:
     """The package no longer hardens libvips on import (it imports nothing): the modules that

@@ -17,7 +17,7 @@ from typing import Any
 
 _EXPORTS = {
     "Source": "source", "harden_libvips": "libvips", "inspect": "inspect", "sniff": "sniff",
-    "Output": "render", "Rendered": "render", "Strategy": "render", "render": "render",
+    "Output": "rendered", "Rendered": "rendered", "Strategy": "render", "render": "render",
 }  # fmt: skip
 
 

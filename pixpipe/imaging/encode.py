@@ -6,10 +6,6 @@ import pyvips
 
 from ..recipe import Variant
 
-MIME_TYPES = {
-    "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif", "png": "image/png",
-    "gif": "image/gif",
-}  # fmt: skip
 ALPHA_FORMATS = {"webp", "avif", "png", "gif"}
 LOSSY = {"jpeg", "webp", "avif"}
 
@@ -78,6 +74,5 @@ def _jpeg(variant: Variant, q: int) -> dict[str, object]:
 __all__ = [
     "ALPHA_FORMATS",
     "LOSSY",
-    "MIME_TYPES",
     "encode",
 ]

@@ -8,61 +8,25 @@ a decode of its own (``prepare.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import pyvips
 
 from ..limits import Limits
-from ..recipe import EXTENSIONS, Recipe, Variant
+from ..recipe import Recipe, Variant
 from .decode import decode
-from .encode import ALPHA_FORMATS, MIME_TYPES, encode
+from .encode import ALPHA_FORMATS, encode
 from .inspect import inspect
 from .libvips import time_limit, vips_failure, watched
 from .placeholder import placeholder
 from .plan import Geometry, base_size, geometry
 from .prepare import prepared
+from .rendered import Output, Rendered
 from .source import Source
 from .steps import flatten, resize, shape
 from .watermark import watermarked
 
 Strategy = Literal["once", "each"]
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One encoded variant."""
-
-    name: str
-    format: str
-    width: int
-    height: int
-    data: bytes
-
-    @property
-    def extension(self) -> str:
-        return EXTENSIONS[self.format]
-
-    @property
-    def content_type(self) -> str:
-        return MIME_TYPES[self.format]
-
-    @property
-    def bytes(self) -> int:
-        return len(self.data)
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """Every variant of one original, with what the header said and a placeholder."""
-
-    source: Source
-    variants: tuple[Output, ...]
-    placeholder: str  # ThumbHash, base64
-    dominant: str  # "#rrggbb"
-
-    def __getitem__(self, name: str) -> Output:
-        return next(v for v in self.variants if v.name == name)
 
 
 def render(

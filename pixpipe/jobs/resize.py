@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Kind, PixpipeError
+from ..imaging.rendered import MIME_TYPES
 from ..recipe import MAX_SIDE, Recipe, Variant
 from .variants import Render, store_variants
 
@@ -25,10 +26,7 @@ if TYPE_CHECKING:
 
 LEGACY_PREFIX = "max-"  # the Lambda's old result keys: ``max-{N}/…``
 # Content types an original is stored with → the format "original" keeps.
-_WEB_FORMATS = {
-    "image/jpeg": "jpeg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
-    "image/avif": "avif",
-}  # fmt: skip
+_WEB_FORMATS = {mime: fmt for fmt, mime in MIME_TYPES.items()}
 
 
 @dataclass(frozen=True, slots=True)

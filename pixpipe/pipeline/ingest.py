@@ -54,7 +54,11 @@ async def publish_created(rt: Runtime, event: ObjectCreated) -> ObjectCreated:
 
 async def _mark_pending(rt: Runtime, event: ObjectCreated) -> bool:
     """State ``pending`` for the announced version, only if it is the one in the store (a
-    late notification of an older upload changes nothing); ``False`` if held for a batch."""
+    late notification of an older upload changes nothing); ``False`` if held for a batch.
+    A key never seen (most uploads) takes its first state at once, without a read."""
+    pending = ImageState(key=event.key, state="pending", etag=event.etag)
+    if await rt.states.create(pending):
+        return True
     state = await rt.states.get(event.key)  # the state before the store: see jobs/variants.py
     if held(state, event.etag):
         return False
@@ -65,7 +69,6 @@ async def _mark_pending(rt: Runtime, event: ObjectCreated) -> bool:
         if meta is None or meta.etag != event.etag:
             return True  # not the current version: its worker will find it superseded
     allowed = {None, state.etag if state else None}
-    pending = ImageState(key=event.key, state="pending", etag=event.etag)
     await rt.states.change(event.key, lambda s: pending if s is None or s.etag in allowed else None)
     return True
 

@@ -45,6 +45,18 @@ class KvStates:
         name = kv_name(state.key)
         self._seen[name] = (await self.kv.put(name, state.to_json()), state)
 
+    async def create(self, state: ImageState) -> bool:
+        """Write the first state of a key never written (no read first); ``False`` if it has
+        one, or had one (a deleted key: ``kv.create`` would look it up, here the caller's
+        read does)."""
+        name = kv_name(state.key)
+        try:
+            written = await self.kv.update(name, state.to_json(), last=0)  # none there yet
+        except KeyWrongLastSequenceError:
+            return False
+        self._seen[name] = (written, state)
+        return True
+
     async def change(self, key: str, change: Change) -> ImageState | None:
         """Compare-and-set on the KV revision (``kv.update(last=…)``; ``kv.create`` for a
         first state), again until no other writer came in between. A change that declines
