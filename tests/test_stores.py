@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -407,3 +408,39 @@ async def test_a_streamed_put_reaches_the_store_in_pieces(tmp_path: Path) -> Non
     await store.put("big.jpg", chunks(data))
     await store.put("small.jpg", chunks(data[:5000], 700))
     assert await store.get("big.jpg") == data and await store.get("small.jpg") == data[:5000]
+
+
+async def test_a_local_put_is_what_obstore_reads(tmp_path: Path) -> None:
+    """A local store writes its files itself (``storage/local.py``): obstore reads them back
+    with the etag the put returned, a new folder is made, the mode is the umask's, and each
+    put of the same bytes is a new version (a new etag), as obstore's own put is."""
+    store = open_store(f"file://{tmp_path}")
+    etag = await store.put("new/folder/a.jpg", b"abc" * 1000)
+    raw = await obs.get_async(store.inner, "new/folder/a.jpg")
+    assert raw.meta["e_tag"].strip('"') == etag and bytes(await raw.bytes_async()) == b"abc" * 1000
+    assert await store.put("new/folder/a.jpg", b"abc" * 1000) != etag
+    mode = (tmp_path / "new/folder/a.jpg").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    # obstore's own put of the key is read the same way
+    theirs = (await obs.put_async(store.inner, "new/folder/b.jpg", b"xyz"))["e_tag"].strip('"')
+    assert (await store.head("new/folder/b.jpg")).etag == theirs
+
+
+async def test_a_failing_stream_leaves_the_old_file_and_no_staging(tmp_path: Path) -> None:
+    """A stream that breaks off (a client gone, a body over the limit) writes nothing: the
+    file before it is whole, and no staging file is left for a listing or the watcher."""
+    store = open_store(f"file://{tmp_path}")
+    await store.put("k/a.jpg", b"old")
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"new" * 1000
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(PixpipeError) as caught:
+        await store.put("k/a.jpg", broken())
+    assert caught.value.kind is Kind.TRANSIENT
+    assert await store.get("k/a.jpg") == b"old"
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["a.jpg"]
+    assert [m.key for page in [p async for p in store.list()] for m in page] == ["k/a.jpg"]

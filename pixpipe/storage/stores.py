@@ -26,7 +26,7 @@ from obstore.store import LocalStore
 
 from ..errors import Kind, PixpipeError
 from .keys import MAX_KEY_BYTES, BadKey, validate_key
-from .local import hard_link, stat_head
+from .local import hard_link, put_file, stat_head
 from .pieces import in_pieces
 
 if TYPE_CHECKING:
@@ -235,9 +235,11 @@ class Store:
                 attributes["Content-Type"] = content_type
             if cache_control:
                 attributes["Cache-Control"] = cache_control
-        if not isinstance(data, bytes | memoryview):
-            data = await in_pieces(data)
         try:
+            if self.local_root is not None:  # straight to the page cache, not through obstore
+                return await put_file(self.local_root, key, data)
+            if not isinstance(data, bytes | memoryview):
+                data = await in_pieces(data)
             result = await obs.put_async(self.inner, key, data, attributes=attributes or None)
         except _MAPPED as exc:
             raise self._failure(exc, f"put {self._where(key)}") from exc
