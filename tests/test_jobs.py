@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pixpipe.aws import handler
+from pixpipe.aws.runtime import RecordStates
 from pixpipe.cli import app
 from pixpipe.config import RetryModel
 from pixpipe.errors import Kind, PixpipeError
@@ -23,7 +24,9 @@ from pixpipe.events import ImageFailed, ImageProcessed
 from pixpipe.imaging import render
 from pixpipe.jobs import variants
 from pixpipe.jobs.retry import Action, backoff, decide
+from pixpipe.jobs.state import ImageState
 from pixpipe.limits import Limits
+from pixpipe.pipeline.states import KvStates
 from pixpipe.recipe import Recipe
 from pixpipe.storage import Store
 from pixpipe.storage.stores import Download
@@ -96,6 +99,45 @@ async def test_a_repeated_delivery_is_skipped_and_the_same_one_announces_again(
     assert again.state == "skipped"
     assert [type(e) for e in ports.events] == [ImageProcessed, ImageProcessed]
     assert await ports.ctx.stores.variants.head("s/a.jpg") == made  # never rendered again
+
+
+async def test_a_state_remembered_stale_costs_a_render_and_nothing_else(ports: Ports) -> None:
+    """The job core's first look may be this process's own last view of the state
+    (``StateStore.recent``, saving a read). When another process has finished the image
+    since, the look is stale: the image is rendered again (the skip is missed) and ends
+    ``done`` for its version, every write a compare-and-set on the state as it was."""
+    states = ports.ctx.states
+    event = await _upload(ports, "stale.jpg", images.jpeg(images.photo(300, 200)))
+    pending = ImageState(key="stale.jpg", state="pending", etag=event.etag)
+    await states.put(pending)  # remembered here: pending
+    assert await states.recent("stale.jpg") == pending
+    remembers = isinstance(states, KvStates)  # the Lambda's records remember nothing
+    elsewhere = KvStates(states.kv) if remembers else RecordStates(states.store)
+    other = dataclasses.replace(ports.ctx, states=elsewhere)  # another process
+    assert (await variants.render_variants(other, event, 1, delivery="1")).state == "done"
+    assert (await states.recent("stale.jpg")).state == ("pending" if remembers else "done")
+    outcome = await variants.render_variants(ports.ctx, event, 2, delivery="2")
+    assert outcome.state == ("done" if remembers else "skipped")
+    fresh = await elsewhere.get("stale.jpg")
+    assert fresh is not None and (fresh.state, fresh.etag, fresh.attempts) == (
+        "done", event.etag, 2 if remembers else 1
+    )  # fmt: skip
+    assert await states.recent("stale.jpg") == fresh  # its write taught it the state as it is
+
+
+async def test_a_final_state_reopened_elsewhere_is_read_again(ports: Ports) -> None:
+    """A failure this process recorded, retried from another process (``failed`` back to
+    ``pending``), is rendered: the first look never trusts a remembered final state (seen in
+    the fault test of the image that kills every worker, whose retry was skipped)."""
+    states = ports.ctx.states
+    event = await _upload(ports, "reopened.jpg", images.jpeg(images.photo(300, 200)))
+    error = PixpipeError(Kind.TRANSIENT, "the render process died")
+    assert (await variants.fail(ports.ctx, event.key, error, 2, etag=event.etag)).state == "failed"
+    elsewhere = KvStates(states.kv) if isinstance(states, KvStates) else RecordStates(states.store)
+    await elsewhere.change(event.key, lambda s: s.but(state="pending"))
+    outcome = await variants.render_variants(ports.ctx, event, 1, delivery="retry")
+    assert outcome.state == "done"
+    assert (await elsewhere.get(event.key)).state == "done"
 
 
 async def test_a_new_upload_of_the_key_is_rendered_again(ports: Ports) -> None:

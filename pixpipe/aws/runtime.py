@@ -153,6 +153,9 @@ class RecordStates:
         except ValueError:
             return None  # a damaged record: render again
 
+    async def recent(self, key: str) -> ImageState | None:
+        return await self.get(key)  # nothing is remembered between invocations
+
     async def put(self, state: ImageState) -> None:
         await self.store.put(state_key(state.key), state.to_json(), content_type=JSON)
 

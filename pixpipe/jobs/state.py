@@ -94,6 +94,14 @@ class StateStore(Protocol):
 
     async def get(self, key: str) -> ImageState | None: ...
 
+    async def recent(self, key: str) -> ImageState | None:
+        """``get``, or the state as this process last read or wrote it, when that is not final
+        (saving the read): it may be stale when another process wrote since. Only for a first
+        look whose staleness costs work and never a write: the job core's "already done?",
+        whose every write is a compare-and-set on the state as it is. A final state is read
+        again, since a skip on one reopened elsewhere (a retry) would lose its work."""
+        ...
+
     async def put(self, state: ImageState) -> None: ...
 
     async def change(self, key: str, change: Change) -> ImageState | None:

@@ -85,8 +85,10 @@ async def render_variants(
     announces that version again, so its render comes last."""
     key = event.key
     # The state first, then the store: a state read before a store that still holds this
-    # version can only be about this version or an older one.
-    state = await ctx.states.get(key)
+    # version can only be about this version or an older one. The one this process last saw
+    # will do: stale, it only costs a render the skip would have saved, since every write
+    # below is a compare-and-set on the state as it is.
+    state = await ctx.states.recent(key)
     if event.etag and (skipped := await _already(ctx, state, event.etag, delivery)):
         return skipped  # before the fetch: a moved-away original need not be there
     ctx.limits.check_size(event.size)  # announced too big: refused without a byte read

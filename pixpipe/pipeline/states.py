@@ -41,6 +41,18 @@ class KvStates:
     async def get(self, key: str) -> ImageState | None:
         return (await self._read(kv_name(key)))[1]
 
+    async def recent(self, key: str) -> ImageState | None:
+        """The state remembered from this process's last read or write of it, unless there is
+        none or it is final, else read: in ``pixpipe up`` the worker finds the ``pending`` its
+        own API wrote just before. A final state is always read again: another process may
+        have opened it since (a retry of a failure, a reprocess), and a skip on it would lose
+        that work."""
+        name = kv_name(key)
+        seen = self._seen.get(name)
+        if seen is not None and seen[1] is not None and not seen[1].final:
+            return seen[1]
+        return (await self._read(name))[1]
+
     async def put(self, state: ImageState) -> None:
         name = kv_name(state.key)
         self._seen[name] = (await self.kv.put(name, state.to_json()), state)
