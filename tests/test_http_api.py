@@ -242,6 +242,22 @@ def test_all_events_stream_sees_new_uploads(live: Live) -> None:
     assert seen[0] == "pending" and seen[-1] == "done"
 
 
+def test_all_events_stream_starts_now_without_replaying_the_bucket(live: Live) -> None:
+    """Connecting replays no image's last state (a KV watch would send every one of them
+    first): the first event after ``: connected`` is the new upload's ``pending``, and every
+    upload made right after connecting is seen from its first state (the race CI caught:
+    ``: connected`` used to go out before the bus subscription existed)."""
+    live.processed("sse/before.jpg", JPEG)
+    for round_ in range(3):
+        key = f"sse/now-{round_}.jpg"
+        with live.http.stream("GET", "/v1/events") as response:
+            lines = response.iter_lines()
+            assert next(lines) == ": connected"
+            assert live.upload(key, JPEG).status_code == 201
+            first = next(json.loads(line[6:]) for line in lines if line.startswith("data: "))
+        assert (first["key"], first["state"]) == (key, "pending")
+
+
 # ---- failures and retry -------------------------------------------------------------------
 
 

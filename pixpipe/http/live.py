@@ -3,7 +3,11 @@
 - ``GET /v1/images/{key}/events``: the image's state now, then every change, until ``done`` or
   ``failed`` (then the stream ends).
 - ``GET /v1/events``: every image's changes from now on (the dashboard's one connection; a
-  browser allows only a few per host, so not one per image).
+  browser allows only a few per host, so not one per image). Its first line, ``: connected``,
+  comes once the bus delivers every change after it: a client that uploads on seeing it misses
+  none of the upload's states. It reads the bucket's stream from its next message on, so
+  connecting costs the same whatever the number of images (a KV watch would first replay the
+  last state of every one of them).
 
 Each event is ``event: state`` with the same JSON as ``GET /v1/images/{key}``; a comment line
 every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
@@ -11,6 +15,7 @@ every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import weakref
 from collections.abc import AsyncIterator
@@ -19,8 +24,9 @@ from typing import Any
 import nats.errors
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
+from nats.js.api import DeliverPolicy
 
-from ..bus import kv_name
+from ..bus import KV_BUCKET, kv_name
 from ..jobs.state import FINAL, ImageState
 from ..pipeline.runtime import Runtime
 from ..storage import check_original_key
@@ -42,12 +48,9 @@ def _event(doc: ImageState, base: str, revision: int | None) -> str:
     return f"event: state\nid: {revision or 0}\ndata: {data}\n\n"
 
 
-async def _watch(
-    rt: Runtime, pattern: str, *, skip_current: bool
-) -> AsyncIterator[tuple[ImageState, int] | None]:
-    """State documents as they change (``None`` on each idle ``KEEPALIVE``)."""
+async def _watch(rt: Runtime, pattern: str) -> AsyncIterator[tuple[ImageState, int] | None]:
+    """A state document now and as it changes (``None`` on each idle ``KEEPALIVE``)."""
     watcher = await rt.states.kv.watch(pattern)
-    started = not skip_current
     try:
         while True:
             try:
@@ -55,13 +58,31 @@ async def _watch(
             except nats.errors.TimeoutError:
                 yield None
                 continue
-            if entry is None:  # the marker after the current values
-                started = True
-                continue
-            if started and entry.value:
+            if entry is not None and entry.value:  # None: the marker after the current value
                 yield ImageState.from_json(entry.value), entry.revision
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+async def _from_now(rt: Runtime) -> AsyncIterator[tuple[ImageState, int] | None]:
+    """Every state written after the first ``None`` (which comes once the ordered consumer
+    exists on the server: from then on nothing is missed), then ``None`` on each idle
+    ``KEEPALIVE``. Deletions and purges (no body) are left out."""
+    subject = f"$KV.{KV_BUCKET}.>"
+    sub = await rt.js.subscribe(subject, stream=f"KV_{KV_BUCKET}", ordered_consumer=True,
+                                deliver_policy=DeliverPolicy.NEW)  # fmt: skip
+    try:
+        yield None
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=KEEPALIVE)
+            except nats.errors.TimeoutError:
+                yield None
+                continue
+            if msg.data:
+                yield ImageState.from_json(msg.data), msg.metadata.sequence.stream
+    finally:
+        await sub.unsubscribe()
 
 
 class Streams:
@@ -103,7 +124,7 @@ async def image_events(request: Request, key: str) -> StreamingResponse:
     base = base_url(request)
 
     async def stream() -> AsyncIterator[str]:
-        async for item in _watch(rt, kv_name(key), skip_current=False):
+        async for item in _watch(rt, kv_name(key)):
             if item is None:
                 yield ": keepalive\n\n"
                 continue
@@ -123,9 +144,11 @@ async def all_events(request: Request) -> StreamingResponse:
     base = base_url(request)
 
     async def stream() -> AsyncIterator[str]:
-        yield ": connected\n\n"
-        async for item in _watch(rt, ">", skip_current=True):
-            yield ": keepalive\n\n" if item is None else _event(item[0], base, item[1])
+        async with contextlib.aclosing(_from_now(rt)) as changes:
+            await anext(changes)  # the consumer is there: every change from here on comes
+            yield ": connected\n\n"
+            async for item in changes:
+                yield ": keepalive\n\n" if item is None else _event(item[0], base, item[1])
 
     counted = request.app.state.streams.counted(stream())
     return StreamingResponse(counted, media_type="text/event-stream", headers=_SSE)
