@@ -164,6 +164,14 @@ async def kv_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
     return sorted(subject.removeprefix(prefix) for subject in (info.state.subjects or {}))
 
 
+async def kv_changes(kv: KeyValue) -> JetStreamContext.PushSubscription:
+    """Every write to a bucket from now on: an ordered consumer on its stream that starts at
+    the next message, so once this returns no later write is missed (a KV watch would first
+    replay each key's last value, and its end-of-replay marker can come late)."""
+    return await kv._js.subscribe(f"{kv._pre}>", stream=kv._stream, ordered_consumer=True,
+                                  deliver_policy=api.DeliverPolicy.NEW)  # fmt: skip
+
+
 def kv_text(name: str) -> str:
     """The text a ``kv_name`` encodes."""
     return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
@@ -357,6 +365,7 @@ __all__ = [
     "ensure_topology",
     "fetch_dead_letter",
     "heartbeat_every",
+    "kv_changes",
     "kv_keys",
     "kv_name",
     "kv_text",

@@ -24,9 +24,8 @@ from typing import Any
 import nats.errors
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
-from nats.js.api import DeliverPolicy
 
-from ..bus import KV_BUCKET, kv_name
+from ..bus import kv_changes, kv_name
 from ..jobs.state import FINAL, ImageState
 from ..pipeline.runtime import Runtime
 from ..storage import check_original_key
@@ -68,9 +67,7 @@ async def _from_now(rt: Runtime) -> AsyncIterator[tuple[ImageState, int] | None]
     """Every state written after the first ``None`` (which comes once the ordered consumer
     exists on the server: from then on nothing is missed), then ``None`` on each idle
     ``KEEPALIVE``. Deletions and purges (no body) are left out."""
-    subject = f"$KV.{KV_BUCKET}.>"
-    sub = await rt.js.subscribe(subject, stream=f"KV_{KV_BUCKET}", ordered_consumer=True,
-                                deliver_policy=DeliverPolicy.NEW)  # fmt: skip
+    sub = await kv_changes(rt.states.kv)
     try:
         yield None
         while True:
@@ -86,7 +83,7 @@ async def _from_now(rt: Runtime) -> AsyncIterator[tuple[ImageState, int] | None]
 
 
 class Streams:
-    """Open event streams, at most ``[api] max_event_streams`` at once: each holds a KV watch
+    """Open event streams, at most ``[api] max_event_streams`` at once: each holds a consumer
     on the bus, and a client must not be able to open them without end."""
 
     def __init__(self, limit: int) -> None:

@@ -43,7 +43,7 @@ async def put_file(root: Path, key: str, data: bytes | memoryview | AsyncIterato
     ~1 ms through obstore's runtime; a 50 KB variant 0.1 against 0.4). A stream that fails
     leaves nothing behind."""
     path = f"{root}/{key}"
-    staging = f"{path}#{secrets.randbelow(10**9)}"
+    staging = _staging(path)
     try:
         fd = os.open(staging, _CREATE, 0o666)
     except FileNotFoundError:  # a new folder
@@ -70,6 +70,12 @@ async def put_file(root: Path, key: str, data: bytes | memoryview | AsyncIterato
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
+def _staging(path: str | Path) -> str:
+    """A name beside ``path`` to write under until it is renamed over it: obstore's own form,
+    ``name#N``, which listings and the folder watcher skip."""
+    return f"{path}#{secrets.randbelow(10**9)}"
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -80,7 +86,7 @@ def hard_link(source: Path, dest: Path) -> None:
     """``dest`` becomes another name of ``source``'s file, atomically (a staging name that
     listings and the folder watcher skip, renamed into place)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = f"{dest}#{secrets.randbelow(10**9)}"
+    staging = _staging(dest)
     os.link(source, staging)
     try:
         os.replace(staging, dest)
