@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from pixpipe.errors import Kind, PixpipeError
 from pixpipe.storage import (
     BadKey,
     BadStoreUrl,
+    Meta,
     Store,
     open_store,
     open_stores,
@@ -214,6 +215,30 @@ async def test_a_linked_backup_shares_the_file_and_keeps_its_bytes(tmp_path: Pat
     with pytest.raises(PixpipeError):
         await originals.copy_to(backup, "b.jpg", "linked/b.jpg", link=True)
     assert not list((tmp_path / "outside").iterdir())
+
+
+@pytest.mark.parametrize("link", [False, True])
+async def test_a_copy_unless_judges_the_source_it_reads(
+    store: Store, tmp_path: Path, link: bool
+) -> None:
+    """``copy_to(unless=...)`` is given the source's metadata (from the copy's own read, or
+    the file's for a link) and copies nothing when it holds; a missing source is ``missing``
+    before it is judged."""
+    data = b"\xff\xd8" + b"u" * 1000
+    await store.put("u/a.jpg", data)
+    backup = open_store(f"file://{tmp_path / 'backup'}")
+    seen: list[int] = []
+
+    def judge(answer: bool) -> Callable[[Meta], bool]:
+        return lambda meta: seen.append(meta.size) or answer
+
+    assert await store.copy_to(backup, "u/a.jpg", link=link, unless=judge(True)) is None
+    assert await backup.head("u/a.jpg") is None and seen == [len(data)]
+    assert await store.copy_to(backup, "u/a.jpg", link=link, unless=judge(False)) is not None
+    assert await backup.get("u/a.jpg") == data and seen == [len(data)] * 2
+    with pytest.raises(PixpipeError) as missing:
+        await store.copy_to(backup, "gone.jpg", link=link, unless=judge(True))
+    assert missing.value.kind is Kind.MISSING and len(seen) == 2
 
 
 async def test_copy_of_a_missing_object_is_kind_missing(store: Store) -> None:

@@ -282,7 +282,13 @@ class Store:
             yield page
 
     async def copy_to(
-        self, other: Store, key: str, dest_key: str | None = None, *, link: bool = False
+        self,
+        other: Store,
+        key: str,
+        dest_key: str | None = None,
+        *,
+        link: bool = False,
+        unless: Callable[[Meta], bool] | None = None,
     ) -> str | None:
         """Copy one object into another store (backup, quarantine), streaming big ones.
 
@@ -290,13 +296,19 @@ class Store:
         local stores on one file system, a hard link instead of a copy (the backup's, which
         then costs no bytes). Safe because no file is ever rewritten in place: obstore writes
         a staging file and renames it over the old one. The link has the original's etag, so
-        it is not for a copy that must come out as a new version.
+        it is not for a copy that must come out as a new version. ``unless``: no copy (and
+        ``None``) when it is true of the source's metadata, read with the copy's own request.
         """
         dest_key = self._check(dest_key or key)
         self._check(key)
         where = self._where(key)
         if link and self.local_root is not None and other.local_root is not None:
             other._check(dest_key)
+            if unless is not None:
+                if (source := await self.head(key)) is None:
+                    raise PixpipeError(Kind.MISSING, f"copy {where}: not found")
+                if unless(source):
+                    return None
             try:
                 hard_link(self.local_root / key, other.local_root / dest_key)
             except FileNotFoundError as exc:
@@ -310,6 +322,8 @@ class Store:
             result = await obs.get_async(self.inner, key)
         except _MAPPED as exc:
             raise self._failure(exc, f"copy {where}") from exc
+        if unless is not None and unless(_meta(result.meta, key)):
+            return None  # the body is never read
         attributes = result.attributes
         data: bytes | AsyncIterator[bytes]
         if result.meta["size"] <= _STREAM_THRESHOLD:
